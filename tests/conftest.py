@@ -1,0 +1,38 @@
+"""Shared fixtures: a small real text corpus and tiny configs that train in seconds."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+
+from wgpt.config import ModelConfig, TrainConfig
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def milton() -> str:
+    return (resources.files("wgpt") / "data" / "milton.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path, milton: str) -> Path:
+    """Three real text files (parts of Paradise Lost) in a folder."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part{i}.txt").write_text(milton[i * 20_000 : (i + 1) * 20_000], encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny_model() -> ModelConfig:
+    return ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64, context=32)
+
+
+@pytest.fixture
+def tiny_train() -> TrainConfig:
+    return TrainConfig(steps=12, batch_size=4, lr=3e-3, warmup=2, eval_interval=4, eval_batches=2, device="cpu")

@@ -1,0 +1,335 @@
+"""The ``wgpt`` command line: thin commands over the library's plain functions.
+
+Every command turns a ``WgptError`` into one red line and exit code 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wgpt import __version__
+from wgpt.errors import WgptError
+from wgpt.progress import console as err_console
+
+app = typer.Typer(
+    help="Pre-train and sample WaveletGPT models on text, MIDI and audio.\n\n"
+    "Typical session: wgpt prepare text FILES  ->  wgpt train --wavelet  ->  wgpt eval --ckpt runs/text-haar/best.pt"
+    "  ->  wgpt sample --ckpt runs/text-haar/best.pt --out sample.txt",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+prepare_app = typer.Typer(help="Turn files into token shards for training (text, midi or audio).", no_args_is_help=True)
+app.add_typer(prepare_app, name="prepare")
+out_console = Console()
+_debug = False
+
+
+def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Report expected failures as one line and a non-zero exit, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WgptError as err:
+            if _debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"wgpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+# -- prepare ------------------------------------------------------------------------------
+Sources = Annotated[Optional[list[Path]], typer.Argument(help="Files and folders (searched recursively).", show_default=False)]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: data/MODALITY].")]
+Glob = Annotated[Optional[str], typer.Option(help="Only files whose name matches this pattern, e.g. '*.txt'.")]
+ValFraction = Annotated[float, typer.Option(help="Share of files (or of a single file) kept for validation.")]
+Workers = Annotated[int, typer.Option(help="Parallel reader processes; 0 = all cores.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _run_prepare(modality: Any, sources: list[Path], out: Path | None, glob: str | None, val_fraction: float, workers: int, quiet: bool) -> None:
+    from wgpt.prepare import prepare
+
+    out = out or Path("data") / modality.name
+    report = prepare(modality, sources, out, glob=glob, val_fraction=val_fraction, workers=workers, show_progress=not quiet)
+    table = Table(title=f"prepared {modality.name} -> {report.out}", show_header=False)
+    table.add_row("files used", f"{report.files:,}")
+    table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {report.out}/report.json)" if report.skipped else ""))
+    table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB")
+    for split in ("train", "val"):
+        units = ", ".join(f"{v:,} {k}s" for k, v in report.units[split].items() if k != "second")
+        table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
+    if "second" in report.units["train"]:
+        hours = (report.units["train"]["second"] + report.units["val"].get("second", 0)) / 3600
+        table.add_row("audio", f"{hours:,.2f} hours")
+    table.add_row("vocabulary", f"{report.vocab_size:,}")
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    out_console.print(table)
+    for path, reason in report.skipped[:10]:
+        err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+    if len(report.skipped) > 10:
+        err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {report.out}/report.json[/]")
+
+
+@prepare_app.command("text")
+@cli_errors
+def prepare_text(
+    sources: Sources = None,
+    out: OutDir = None,
+    tokenizer: Annotated[str, typer.Option(help="bytes (256 ids, lossless), chars (vocabulary from the corpus) or bpe.")] = "bytes",
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size for --tokenizer bpe.")] = 4096,
+    glob: Glob = None,
+    val_fraction: ValFraction = 0.1,
+    workers: Workers = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Tokenize text files (UTF-8). With no SRC, the bundled corpus (Milton's Paradise Lost and
+    Paradise Regained, public domain) is used, so you can try wgpt with no data of your own."""
+    from wgpt.modalities.text import TextModality
+
+    if not sources:
+        sources = [Path(str(resources.files("wgpt") / "data" / "milton.txt"))]
+        err_console.print(f"no SRC given: using the bundled corpus {sources[0]}", highlight=False)
+    _run_prepare(TextModality(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
+
+
+@prepare_app.command("midi")
+@cli_errors
+def prepare_midi(
+    sources: Annotated[list[Path], typer.Argument(help="MIDI files and folders (*.mid, *.midi, recursive).")],
+    out: OutDir = None,
+    tokenizer: Annotated[str, typer.Option(help="miditok tokenizer: REMI, TSD, MIDILike, Structured...")] = "REMI",
+    vocab_size: Annotated[Optional[int], typer.Option(help="Train BPE to this vocabulary size (on the training split).")] = None,
+    glob: Glob = None,
+    val_fraction: ValFraction = 0.1,
+    workers: Workers = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Tokenize MIDI files with miditok, one token stream per file (instruments kept)."""
+    from wgpt.modalities import modality_class
+
+    _run_prepare(modality_class("midi")(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
+
+
+@prepare_app.command("audio")
+@cli_errors
+def prepare_audio(
+    sources: Annotated[list[Path], typer.Argument(help="Audio files and folders (WAV, FLAC, OGG, ...; recursive).")],
+    out: OutDir = None,
+    sample_rate: Annotated[int, typer.Option(help="Resample every file to this rate (Hz).")] = 16000,
+    bits: Annotated[int, typer.Option(help="mu-law quantisation: 2**bits classes.")] = 8,
+    glob: Glob = None,
+    val_fraction: ValFraction = 0.1,
+    workers: Workers = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Mix to mono, resample, normalise and mu-law quantise recordings."""
+    from wgpt.modalities import modality_class
+
+    _run_prepare(modality_class("audio")(sample_rate=sample_rate, bits=bits), sources, out, glob, val_fraction, workers, quiet)
+
+
+# -- train --------------------------------------------------------------------------------
+@app.command()
+@cli_errors
+def train(
+    modality: Annotated[str, typer.Option(help="Which prepared data to use: reads data/MODALITY unless --data is given.")] = "text",
+    data: Annotated[Optional[Path], typer.Option(help="Folder written by `wgpt prepare`.")] = None,
+    wavelet: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
+    wavelet_kind: Annotated[Optional[str], typer.Option(help="none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")] = None,
+    preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in total (also when resuming).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-VARIANT].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+    config: Annotated[Optional[Path], typer.Option(help='JSON or TOML file: {"preset": ..., "model": {...}, "train": {...}}.')] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Decoder blocks.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Embedding width d_model.")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Attention heads.")] = None,
+    ffn: Annotated[Optional[int], typer.Option(help="Feed-forward width.")] = None,
+    context: Annotated[Optional[int], typer.Option(help="Context length in tokens.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout probability.")] = None,
+    position: Annotated[Optional[str], typer.Option(help="learned or rope position embeddings.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per optimiser step (global).")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (gradient accumulation).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Linear warm-up steps.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(help="Gradient-norm clip; 0 disables.")] = None,
+    eval_interval: Annotated[Optional[int], typer.Option(help="Steps between validations and checkpoints.")] = None,
+    eval_batches: Annotated[Optional[int], typer.Option(help="Fixed validation batches per evaluation.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the weights and the data order.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a GPT (optionally with the wavelet structure) on prepared shards.
+
+    Writes RUN/last.pt, RUN/best.pt, RUN/metrics.jsonl and RUN/loss.png. Runs with equal
+    --seed see identical batches, so a baseline and a --wavelet run compare step for step.
+    Under torchrun it trains with DistributedDataParallel.
+    """
+    from wgpt.runs import plan_run
+    from wgpt.train import train as run_training
+
+    if wavelet and wavelet_kind not in (None, "haar"):
+        raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {wavelet_kind}")
+    kind = wavelet_kind or ("haar" if wavelet else None)
+    model_flags = {"wavelet": kind, "n_layer": layers, "d_model": width, "n_head": heads, "d_ff": ffn, "context": context, "dropout": dropout, "position": position}
+    train_flags = {
+        "steps": steps, "batch_size": batch_size, "micro_batch": micro_batch, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
+        "grad_clip": grad_clip, "eval_interval": eval_interval, "eval_batches": eval_batches, "seed": seed, "device": device, "compile": compile,
+    }
+    plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite)
+    result = run_training(plan.data, plan.out, plan.model, plan.train, resume=plan.resume, show_progress=not quiet)
+    if result.interrupted:
+        err_console.print(f"[yellow]stopped at step {result.step}; saved {result.out}/last.pt. Continue with the same command plus --resume.[/]")
+        raise typer.Exit(130)
+    out_console.print(
+        f"trained {result.params:,} parameters for {result.step} steps: best val loss {result.best_val_loss:.4f} nats/token\n"
+        f"wrote {result.out}/best.pt, last.pt, metrics.jsonl, loss.png\n"
+        f"next: wgpt sample --ckpt {result.out}/best.pt --out sample{_default_ext(plan.data)}",
+        highlight=False,
+    )
+
+
+def _default_ext(data: Path) -> str:
+    try:
+        name = json.loads((data / "meta.json").read_text())["modality"]["name"]
+    except (OSError, ValueError, KeyError):
+        return ".txt"
+    return {"text": ".txt", "midi": ".mid", "audio": ".wav"}.get(name, ".txt")
+
+
+# -- eval ---------------------------------------------------------------------------------
+@app.command("eval")
+@cli_errors
+def eval_cmd(
+    ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train` (best.pt or last.pt).")],
+    data: Annotated[Optional[Path], typer.Option(help="Prepared data [default: what the checkpoint was trained on].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    max_tokens: Annotated[int, typer.Option(help="Evaluate at most this many validation tokens.")] = 1_000_000,
+    samples: Annotated[int, typer.Option(help="Generated samples for the modality's statistics (MIDI, audio); 0 skips.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Validation loss (nats/token), bits per token, perplexity and bits per byte/char/sample/note."""
+    from wgpt.evaluate import evaluate
+
+    result = evaluate(ckpt, data, max_tokens=max_tokens, samples=samples, device=device)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"{ckpt} ({result['modality']}, wavelet {result['wavelet']}, step {result['step']})", show_header=False)
+    for key, value in result.items():
+        if key in ("statistics", "modality", "wavelet", "step"):
+            continue
+        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
+    out_console.print(table)
+    if "statistics" in result:
+        stats = Table(title="generated vs validation", show_header=True)
+        stats.add_column("statistic")
+        stats.add_column("generated")
+        stats.add_column("validation")
+        for key, value in result["statistics"].items():
+            if isinstance(value, dict):
+                stats.add_row(key, f"{value['generated']:.4g}", f"{value['validation']:.4g}")
+            else:
+                stats.add_row(key, f"{value:.4f}", "(distance)")
+        out_console.print(stats)
+
+
+# -- sample -------------------------------------------------------------------------------
+@app.command()
+@cli_errors
+def sample(
+    ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .txt for text, .mid/.wav for MIDI, .wav for audio.")],
+    prompt: Annotated[Optional[str], typer.Option(help="Text to continue (text models).")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(help="File to continue: text, .mid or audio, per the model.")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate [default: 500; audio: 1 second].")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Audio: seconds to generate (instead of --tokens).")] = None,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold in (0, 1].")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same output.")] = 0,
+    num_samples: Annotated[int, typer.Option(help="Samples generated in one batch; files get -1, -2, ... suffixes.")] = 1,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute the whole window for every token (slow; for checking).")] = False,
+    trim_prompt: Annotated[bool, typer.Option("--trim-prompt", help="Keep only the last context's worth of a long prompt.")] = False,
+    soundfont: Annotated[Optional[Path], typer.Option(help="MIDI to .wav: render with fluidsynth and this SoundFont.")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Text: print tokens as they are generated.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Generate from a checkpoint and write the result in its modality's format."""
+    from wgpt.sampling import SampleRequest, sample_to_files
+
+    request = SampleRequest(
+        ckpt=ckpt, out=out, prompt=prompt, prompt_file=prompt_file, tokens=tokens, seconds=seconds, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed, num_samples=num_samples, use_cache=not no_cache, trim_prompt=trim_prompt,
+        soundfont=soundfont, device=device,
+    )
+    stream_to = sys.stdout if stream and sys.stdout.isatty() else None
+    for path in sample_to_files(request, stream_to=stream_to):
+        out_console.print(f"wrote {path}", highlight=False)
+
+
+# -- demo ---------------------------------------------------------------------------------
+@app.command()
+@cli_errors
+def demo(
+    steps: Annotated[int, typer.Option(help="Training steps (300 take one to two minutes on a laptop CPU).")] = 300,
+    out: Annotated[Path, typer.Option(help="Folder for the demo's data and run.")] = Path("wgpt-demo"),
+) -> None:
+    """Prepare the bundled corpus, train a tiny wavelet model and print a sample: wgpt in one command."""
+    from wgpt.modalities.text import TextModality
+    from wgpt.prepare import prepare
+    from wgpt.sampling import SampleRequest, sample_to_files
+    from wgpt.train import train as run_training
+
+    from wgpt.config import preset as get_preset
+    from dataclasses import replace
+
+    corpus = Path(str(resources.files("wgpt") / "data" / "milton.txt"))
+    err_console.print(f"1/3 preparing the bundled corpus ({corpus.name}) as bytes")
+    prepare(TextModality("bytes"), [corpus], out / "data", show_progress=False)
+    model_cfg, train_cfg = get_preset("tiny")
+    err_console.print(f"2/3 training a tiny wavelet model for {steps} steps")
+    run = out / "run"
+    for name in ("last.pt", "best.pt", "metrics.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    result = run_training(out / "data", run, replace(model_cfg, wavelet="haar"), replace(train_cfg, steps=steps))
+    err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):\n")
+    request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)
+    for path in sample_to_files(request, stream_to=sys.stdout):
+        out_console.print(f"\n\nwrote {path}; the run is in {run} (try: wgpt eval --ckpt {run}/best.pt)", highlight=False)

@@ -1,0 +1,146 @@
+"""Typed configuration for the model and the training run.
+
+No torch import here: configs are plain data, validated in ``__post_init__`` so that a bad value
+fails early with a message naming the flag that sets it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from wgpt.errors import WgptError
+
+WaveletKind = Literal["none", "haar", "learnable"]
+WAVELET_KINDS: tuple[str, ...] = ("none", "haar", "learnable")
+MODALITY_NAMES: tuple[str, ...] = ("text", "midi", "audio")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the GPT decoder. Every default is the ``tiny`` preset."""
+
+    vocab_size: int = 256  # set from the shards' metadata at train time
+    n_layer: int = 4  # 4 blocks: small enough for ~0.2 s per step on 2 CPU cores
+    n_head: int = 4  # head size 32
+    d_model: int = 128  # the paper's width
+    d_ff: int = 512  # 4 x d_model, as the paper
+    context: int = 256  # tokens per training window
+    dropout: float = 0.0  # short pre-training runs do not overfit; 0 keeps runs deterministic
+    wavelet: WaveletKind = "none"  # none | haar (fixed, 0 parameters) | learnable
+    position: Literal["learned", "rope"] = "learned"  # rope lets generation slide for free
+
+    def __post_init__(self) -> None:
+        _positive(self, "vocab_size", "n_layer", "n_head", "d_model", "d_ff", "context")
+        if self.d_model % self.n_head:
+            raise WgptError(f"--width {self.d_model} must be divisible by --heads {self.n_head}")
+        if self.position == "rope" and (self.d_model // self.n_head) % 2:
+            raise WgptError("rotary positions need an even head size (--width / --heads)")
+        if self.wavelet not in WAVELET_KINDS:
+            raise WgptError(f"unknown wavelet {self.wavelet!r}: choose one of {', '.join(WAVELET_KINDS)}")
+        if self.position not in ("learned", "rope"):
+            raise WgptError(f"unknown position embedding {self.position!r}: choose learned or rope")
+        if self.wavelet != "none" and self.d_model < 4:
+            raise WgptError("the wavelet structure needs --width of at least 4")
+        if not 0.0 <= self.dropout < 1.0:
+            raise WgptError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a run trains. Batches are global: they do not change with the number of processes."""
+
+    steps: int = 300  # a minute or two on a laptop CPU with the tiny preset
+    batch_size: int = 16  # sequences per optimiser step, across all processes
+    micro_batch: int = 0  # sequences per forward pass; 0 means the whole batch (no accumulation)
+    lr: float = 2e-3  # peak learning rate; small models tolerate a high one
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup: int = 30  # linear warm-up steps
+    weight_decay: float = 0.1  # on matrices only, not on norms, biases or wavelet filters
+    beta2: float = 0.99  # AdamW beta2; 0.99 suits small batches
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    eval_interval: int = 25  # steps between validations (and last.pt saves)
+    eval_batches: int = 8  # fixed validation batches per evaluation
+    seed: int = 1337  # model init and data order; equal seeds give equal batches
+    device: str = "auto"  # auto | cpu | cuda | mps
+    compile: bool = False  # torch.compile the model (GPU runs)
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "batch_size", "eval_interval", "eval_batches")
+        if self.micro_batch < 0 or (self.micro_batch and self.batch_size % self.micro_batch):
+            raise WgptError(f"--micro-batch {self.micro_batch} must divide --batch-size {self.batch_size}")
+        if not self.lr > 0:
+            raise WgptError(f"--lr must be positive, got {self.lr}")
+        if self.warmup < 0:
+            raise WgptError(f"--warmup must be >= 0, got {self.warmup}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise WgptError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise WgptError(f"unknown --device {self.device!r}: choose auto, cpu, cuda or mps")
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # A minute or two on 2 CPU cores for a few hundred steps.
+    "tiny": {"model": {}, "train": {}},
+    # The paper's model: 10 layers, d_model 128, FFN 512, 8 heads, context 512.
+    "paper": {
+        "model": {"n_layer": 10, "n_head": 8, "d_model": 128, "d_ff": 512, "context": 512},
+        "train": {"batch_size": 32, "lr": 1e-3, "warmup": 200, "steps": 5000, "eval_interval": 250},
+    },
+    # GPT-2 small's shape, for GPU throughput checks.
+    "gpt2": {
+        "model": {"n_layer": 12, "n_head": 12, "d_model": 768, "d_ff": 3072, "context": 1024},
+        "train": {"batch_size": 32, "lr": 6e-4, "warmup": 500, "steps": 10000, "eval_interval": 500},
+    },
+}
+
+
+def _positive(cfg: object, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not (isinstance(value, int) and value > 0):
+            flag = "--" + name.replace("_", "-")
+            raise WgptError(f"{flag} must be a positive integer, got {value!r}")
+
+
+def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of a named preset."""
+    if name not in PRESETS:
+        raise WgptError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return ModelConfig(**PRESETS[name]["model"]), TrainConfig(**PRESETS[name]["train"])
+
+
+def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read ``{"model": {...}, "train": {...}}`` overrides from a JSON or TOML file."""
+    if not path.is_file():
+        raise WgptError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as err:
+        raise WgptError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {err}") from None
+    unknown = set(data) - {"model", "train", "preset"}
+    if unknown:
+        raise WgptError(f"config file {path}: unknown section(s) {sorted(unknown)}; use model, train, preset")
+    return data
+
+
+def override(cfg: Any, values: dict[str, Any], source: str) -> Any:
+    """A copy of ``cfg`` with ``values`` applied; ``None`` values are left alone."""
+    names = {f.name for f in fields(cfg)}
+    unknown = set(values) - names
+    if unknown:
+        raise WgptError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {', '.join(sorted(names))}")
+    given = {k: v for k, v in values.items() if v is not None}
+    return replace(cfg, **given) if given else cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)

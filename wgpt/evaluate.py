@@ -1,0 +1,87 @@
+"""Validation metrics of a checkpoint, in the units people compare.
+
+Loss is in nats per token. Bits per natural unit (byte, character, sample, note) use the unit
+counts that preparation recorded for the validation split:
+``bits_per_unit = bits_per_token * val_tokens / val_units``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.errors import WgptError
+from wgpt.generate import generate
+from wgpt.modalities import modality_from_spec
+from wgpt.shards import check_length, get_batch, open_shards
+from wgpt.train import estimate_loss, pick_device
+
+
+def resolve_data(ckpt: dict[str, Any], data: Path | None, ckpt_path: Path) -> Path:
+    if data is not None:
+        return Path(data)
+    if ckpt.get("data"):
+        return Path(ckpt["data"])
+    raise WgptError(f"{ckpt_path} does not say which data it was trained on: pass --data DIR")
+
+
+def evaluate(ckpt_path: Path, data: Path | None = None, max_tokens: int = 1_000_000, samples: int = 4, device: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Loss over the validation split (non-overlapping context windows, up to ``max_tokens``)."""
+    ckpt = load_checkpoint(ckpt_path)
+    shards = open_shards(resolve_data(ckpt, data, ckpt_path))
+    if shards.modality_spec != ckpt["modality"]:
+        raise WgptError(f"{ckpt_path} was trained with another modality or tokenizer than {shards.path}: pass the --data it was trained on")
+    dev = pick_device(device)
+    model = model_from_checkpoint(ckpt).to(dev)
+    context = model.cfg.context
+    check_length(shards.val, context, "val", shards.path)
+    n_windows = max(1, min(max_tokens, len(shards.val) - 1) // context)
+    offsets = torch.arange(n_windows) * context
+    loss = estimate_loss(model, shards.val, offsets, context, 16, dev)
+    bits = loss / math.log(2)
+    split = shards.meta["splits"]["val"]
+    result: dict[str, Any] = {
+        "loss": loss,
+        "bits_per_token": bits,
+        "perplexity": math.exp(loss),
+        "tokens_evaluated": n_windows * context,
+        "params": model.num_params(),
+        "modality": ckpt["modality"]["name"],
+        "wavelet": model.cfg.wavelet,
+        "step": ckpt.get("step"),
+    }
+    for unit, count in split["units"].items():
+        if count:
+            result[f"bits_per_{unit}"] = bits * split["tokens"] / count
+    modality = modality_from_spec(ckpt["modality"])
+    if samples > 0:
+        stats = sample_statistics(model, modality, shards.val, samples, seed)
+        if stats:
+            result["statistics"] = stats
+    return result
+
+
+def sample_statistics(model: Any, modality: Any, val: np.ndarray, samples: int, seed: int) -> dict[str, Any]:
+    """The modality's statistics of generated samples beside validation windows of equal length."""
+    context = model.cfg.context
+    offsets = torch.linspace(0, len(val) - context - 1, samples).long()
+    reference = get_batch(val, offsets, context)[0].tolist()
+    val_stats = modality.statistics(reference)
+    if not val_stats:
+        return {}
+    prompt = modality.start_ids()
+    generated = generate(model, prompt, context - len(prompt), num_samples=samples, seed=seed)
+    gen_stats = modality.statistics([prompt + g for g in generated])
+    table: dict[str, Any] = {}
+    for key, ref in val_stats.items():
+        got = gen_stats.get(key)
+        if isinstance(ref, list) and isinstance(got, list):  # distributions: total-variation distance
+            table[key + "_distance"] = 0.5 * float(np.abs(np.asarray(ref) - np.asarray(got)).sum())
+        else:
+            table[key] = {"generated": got, "validation": ref}
+    return table

@@ -1,0 +1,84 @@
+"""Where a run's data, output folder and configs come from.
+
+Precedence, lowest first: the preset, a ``--config`` file, then flags given on the command line.
+A resumed run takes its model config and its training config from ``RUN/last.pt``; flags given
+again (``--steps`` to train longer, say) override the training config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, load_config_file, override, preset
+from wgpt.errors import WgptError
+
+RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
+
+
+@dataclass
+class RunPlan:
+    data: Path
+    out: Path
+    model: ModelConfig
+    train: TrainConfig
+    resume: bool
+
+
+def default_data(modality: str) -> Path:
+    if modality not in MODALITY_NAMES:
+        raise WgptError(f"unknown --modality {modality!r}: choose one of {', '.join(MODALITY_NAMES)}")
+    return Path("data") / modality
+
+
+def plan_run(
+    modality: str,
+    data: Path | None,
+    out: Path | None,
+    preset_name: str,
+    config_file: Path | None,
+    model_flags: dict[str, Any],
+    train_flags: dict[str, Any],
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunPlan:
+    """Resolve the configs of a new or resumed run; ``None`` flags mean "not given"."""
+    given_data = data
+    data = Path(data) if data is not None else default_data(modality)
+    wavelet = model_flags.get("wavelet") or "none"
+    out = Path(out) if out is not None else Path("runs") / f"{data.name}-{RUN_NAMES[wavelet]}"
+    if resume:
+        return _resumed(given_data, out, model_flags, train_flags)
+    if (out / "last.pt").exists() and not overwrite:
+        raise WgptError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace it, or --out for a new folder")
+    model_cfg, train_cfg = preset(preset_name)
+    if config_file is not None:
+        file = load_config_file(config_file)
+        if "preset" in file:
+            model_cfg, train_cfg = preset(file["preset"])
+        model_cfg = override(model_cfg, file.get("model", {}), str(config_file))
+        train_cfg = override(train_cfg, file.get("train", {}), str(config_file))
+    model_cfg = override(model_cfg, model_flags, "flags")
+    train_cfg = override(train_cfg, train_flags, "flags")
+    if overwrite:
+        for name in ("last.pt", "best.pt", "metrics.jsonl", "loss.png"):
+            (out / name).unlink(missing_ok=True)
+    return RunPlan(data, out, model_cfg, train_cfg, resume=False)
+
+
+def _resumed(data: Path | None, out: Path, model_flags: dict[str, Any], train_flags: dict[str, Any]) -> RunPlan:
+    from wgpt.checkpoint import load_checkpoint
+
+    if not (out / "last.pt").is_file():
+        raise WgptError(f"nothing to resume: {out}/last.pt does not exist (drop --resume to start a new run, or pass --out RUN)")
+    ckpt = load_checkpoint(out / "last.pt")
+    saved_model = ModelConfig(**ckpt["model_config"])
+    given = {k: v for k, v in model_flags.items() if v is not None and not (k == "wavelet" and v == "none")}
+    changed = {k: v for k, v in given.items() if getattr(saved_model, k) != v}
+    if changed:
+        raise WgptError(f"cannot change the model when resuming ({', '.join(sorted(changed))}); start a new run with --out instead")
+    train_cfg = override(TrainConfig(**ckpt["train_config"]), train_flags, "flags")
+    if data is None:  # the data the run was trained on, unless --data says otherwise
+        data = Path(ckpt["data"])
+    return RunPlan(Path(data), out, saved_model, train_cfg, resume=True)

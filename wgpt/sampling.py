@@ -1,0 +1,116 @@
+"""From a checkpoint to files: prompt through the modality, generate, write through the modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.errors import WgptError
+from wgpt.generate import check_sampling, generate
+from wgpt.modalities import Modality, modality_from_spec
+from wgpt.train import pick_device
+
+
+@dataclass
+class SampleRequest:
+    ckpt: Path
+    out: Path
+    prompt: str | None = None
+    prompt_file: Path | None = None
+    tokens: int | None = None
+    seconds: float | None = None
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+    num_samples: int = 1
+    use_cache: bool = True
+    trim_prompt: bool = False
+    soundfont: Path | None = None
+    device: str = "auto"
+
+
+def output_paths(out: Path, count: int) -> list[Path]:
+    """``out`` itself for one sample; ``name-1.ext``, ``name-2.ext``, ... for several."""
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
+
+
+def new_token_count(req: SampleRequest, modality: Modality) -> int:
+    if req.seconds is not None:
+        if modality.tokens_per_second is None:
+            raise WgptError(f"--seconds applies to audio models; this is a {modality.name} model: use --tokens")
+        if not req.seconds > 0:
+            raise WgptError(f"--seconds must be positive, got {req.seconds}")
+        return round(req.seconds * modality.tokens_per_second)
+    if req.tokens is None:
+        return round(modality.tokens_per_second) if modality.tokens_per_second else 500
+    if req.tokens < 1:
+        raise WgptError(f"--tokens must be at least 1, got {req.tokens}")
+    return req.tokens
+
+
+def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[list[int], bool]:
+    """(ids, whether they belong in the output): a user prompt is kept, the default start is not."""
+    if req.prompt is not None and req.prompt_file is not None:
+        raise WgptError("give either --prompt or --prompt-file, not both")
+    if req.prompt_file is not None and not req.prompt_file.is_file():
+        raise WgptError(f"prompt file {req.prompt_file} does not exist")
+    if req.prompt is None and req.prompt_file is None:
+        return modality.start_ids(), False
+    ids = modality.encode_prompt(req.prompt, req.prompt_file)
+    if not ids:
+        raise WgptError("the prompt encodes to no tokens: give a longer one")
+    return ids, True
+
+
+def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list[Path]:
+    """Generate ``req.num_samples`` continuations and write each to its own file."""
+    check_sampling(req.temperature, req.top_k, req.top_p)
+    if req.num_samples < 1:
+        raise WgptError(f"--num-samples must be at least 1, got {req.num_samples}")
+    ckpt = load_checkpoint(req.ckpt)
+    modality = modality_from_spec(ckpt["modality"])
+    if req.out.suffix.lower() not in modality.output_extensions:
+        raise WgptError(f"{req.out}: a {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
+    if req.soundfont is not None:
+        modality.soundfont = str(req.soundfont)  # type: ignore[attr-defined]
+    model = model_from_checkpoint(ckpt).to(pick_device(req.device))
+    n_new = new_token_count(req, modality)
+    prompt, keep_prompt = prompt_ids(req, modality, model.cfg.context)
+    context_prompt = prompt
+    if len(prompt) > model.cfg.context and req.trim_prompt:
+        context_prompt = prompt[-model.cfg.context :]
+    on_step = _streamer(modality, stream_to) if stream_to is not None and req.num_samples == 1 else None
+    samples = generate(
+        model, context_prompt, n_new, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
+        num_samples=req.num_samples, seed=req.seed, use_cache=req.use_cache, on_step=on_step,
+    )
+    paths = output_paths(req.out, req.num_samples)
+    for path, ids in zip(paths, samples):
+        modality.write((prompt if keep_prompt else []) + ids, path)
+    return paths
+
+
+def _streamer(modality: Modality, stream: TextIO):  # noqa: ANN202 - a small closure
+    """Print text as it is generated (text models only): decode the prefix, print what is new."""
+    decode = getattr(modality, "decode", None)
+    if decode is None or modality.name != "text":
+        return None
+    ids: list[int] = []
+    shown = 0
+
+    def on_step(tok) -> None:  # noqa: ANN001
+        nonlocal shown
+        ids.append(int(tok[0]))
+        text = decode(ids)
+        if text.endswith("\ufffd"):  # a character still incomplete
+            return
+        stream.write(text[shown:])
+        stream.flush()
+        shown = len(text)
+
+    return on_step

@@ -1,0 +1,292 @@
+"""The training loop: one loop for every modality, single process or DDP under torchrun.
+
+Batches are a pure function of (seed, step) (``wgpt.shards.train_offsets``): a baseline and a
+wavelet run with the same seed see identical batches, a resumed run sees the batches it would
+have seen, and a run under N processes splits each global batch N ways.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wgpt import distributed as dist
+from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from wgpt.config import ModelConfig, TrainConfig, to_dict
+from wgpt.errors import WgptError
+from wgpt.io import write_json
+from wgpt.model import GPT
+from wgpt.progress import console, progress_bar
+from wgpt.shards import Shards, check_length, eval_offsets, get_batch, open_shards, train_offsets
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    best_val_loss: float
+    val_loss: float
+    params: int
+    interrupted: bool = False
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise WgptError("--device mps was asked for but MPS is not available: use --device cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not norms, biases or wavelet filters)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "wavelet" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type == "cuda")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU has it, fp16 (with a gradient scaler) where it does not, fp32 on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@torch.no_grad()
+def estimate_loss(model: GPT, data: Any, offsets: torch.Tensor, context: int, batch: int, device: torch.device) -> float:
+    """Mean next-token loss over fixed windows of a split (nats per token)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    amp = autocast_dtype(device)
+    for chunk in offsets.split(batch):
+        x, y = get_batch(data, chunk, context)
+        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+            _, loss = model(x.to(device), y.to(device))
+        total += loss.item() * len(chunk)
+    model.train(was_training)
+    return total / len(offsets)
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def resume_state(out: Path, model_cfg: ModelConfig, shards: Shards) -> dict[str, Any]:
+    """The saved state of ``out/last.pt``, checked against this run's model and data."""
+    ckpt = load_checkpoint(out / "last.pt")
+    if ckpt["model_config"] != to_dict(model_cfg):
+        raise WgptError(f"{out}/last.pt was trained with a different model config; resume without changing model flags")
+    if ckpt["modality"] != shards.modality_spec:
+        raise WgptError(f"{out}/last.pt was trained on other data (different modality or tokenizer); pass the same --data")
+    return ckpt
+
+
+def train(data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
+    """Train a GPT on prepared shards at ``data``; writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``."""
+    out = Path(out)
+    ctx = dist.setup(train_cfg.device)
+    device = ctx.device if ctx.active else pick_device(train_cfg.device)
+    shards = open_shards(data)
+    model_cfg = replace(model_cfg, vocab_size=shards.vocab_size)
+    check_length(shards.train, model_cfg.context, "train", shards.path)
+    check_length(shards.val, model_cfg.context, "val", shards.path)
+    if train_cfg.batch_size % ctx.world_size:
+        raise WgptError(f"--batch-size {train_cfg.batch_size} must be divisible by the number of processes ({ctx.world_size})")
+    if resume and not (out / "last.pt").is_file():
+        raise WgptError(f"nothing to resume: {out}/last.pt does not exist (drop --resume to start a new run)")
+
+    torch.manual_seed(train_cfg.seed)  # same seed, same initial weights (wavelet adds no random state)
+    model = GPT(model_cfg).to(device)
+    optimizer = make_optimizer(model, train_cfg, device)
+    state: dict[str, Any] = {"step": 0, "best_val_loss": float("inf"), "elapsed_s": 0.0, "interval": [0.0, 0]}
+    if resume:
+        ckpt = resume_state(out, model_cfg, shards)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        state = {k: ckpt[k] for k in state}
+        if state["step"] >= train_cfg.steps:
+            raise WgptError(f"{out}/last.pt is already at step {state['step']}: pass a larger --steps to continue")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(data)})
+    runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
+    return runner.run(show_progress)
+
+
+class Runner:
+    """State of one training run; ``run`` is the loop, the rest are its steps."""
+
+    def __init__(self, model: GPT, optimizer: torch.optim.Optimizer, shards: Shards, model_cfg: ModelConfig,
+                 train_cfg: TrainConfig, device: torch.device, ctx: dist.DistContext, out: Path, state: dict[str, Any]) -> None:
+        self.model, self.optimizer, self.shards = model, optimizer, shards
+        self.model_cfg, self.cfg, self.device, self.ctx, self.out, self.state = model_cfg, train_cfg, device, ctx, out, state
+        self.ddp = ctx.wrap(model)
+        self.forward = torch.compile(self.ddp) if train_cfg.compile else self.ddp
+        self.amp = autocast_dtype(device)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
+        self.val_offsets = eval_offsets(len(shards.val), model_cfg.context, train_cfg.eval_batches * train_cfg.batch_size)
+        self.micro = train_cfg.micro_batch or train_cfg.batch_size // ctx.world_size
+        self.params = model.num_params()
+        self.flops_per_token = 6 * self.params + 12 * model_cfg.n_layer * model_cfg.d_model * model_cfg.context
+
+    def train_step(self, step: int) -> float:
+        """One optimiser step on the global batch of ``step``; returns its mean loss."""
+        cfg, ctx = self.cfg, self.ctx
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        offsets = train_offsets(len(self.shards.train), self.model_cfg.context, cfg.batch_size, cfg.seed, step)
+        local = offsets[ctx.rank :: ctx.world_size]  # this process's share of the global batch
+        chunks = local.split(self.micro)
+        total = 0.0
+        for i, chunk in enumerate(chunks):
+            x, y = (t.to(self.device, non_blocking=True) for t in get_batch(self.shards.train, chunk, self.model_cfg.context))
+            sync = i == len(chunks) - 1
+            with ctx.no_sync(self.ddp, sync), torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext():
+                _, loss = self.forward(x, y)
+                loss = loss * len(chunk) / len(local)
+            self.scaler.scale(loss).backward()
+            total += loss.detach()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return ctx.mean(total)
+
+    def checkpoint(self, name: str, step: int) -> None:
+        save_checkpoint(
+            self.out / name, self.model, self.shards.modality_spec, self.cfg,
+            optimizer=self.optimizer.state_dict(), step=step, best_val_loss=self.state["best_val_loss"],
+            elapsed_s=self.state["elapsed_s"], interval=self.state["interval"], rng=rng_state(),
+            data=str(self.shards.path.resolve()),
+        )
+
+    def evaluate(self, step: int, train_time: float, interval_tokens: int) -> dict[str, Any]:
+        """Validation, a metrics row, and checkpoints (rank 0 only)."""
+        val_loss = estimate_loss(self.model, self.shards.val, self.val_offsets, self.model_cfg.context, self.cfg.batch_size, self.device)
+        loss_sum, n = self.state["interval"]
+        tokens_per_s = interval_tokens / train_time if train_time > 0 else 0.0
+        row = {
+            "step": step,
+            "tokens_seen": step * self.cfg.batch_size * self.model_cfg.context,
+            "train_loss": loss_sum / n if n else None,
+            "val_loss": val_loss,
+            "lr": lr_at(step - 1, self.cfg),
+            "tokens_per_s": tokens_per_s,
+            "elapsed_s": self.state["elapsed_s"],
+        }
+        if self.device.type == "cuda":
+            row["mfu"] = dist.mfu(self.flops_per_token * tokens_per_s / self.ctx.world_size, self.device)
+        self.state["interval"] = [0.0, 0]
+        if val_loss < self.state["best_val_loss"]:
+            self.state["best_val_loss"] = val_loss
+            self.checkpoint("best.pt", step)
+        self.checkpoint("last.pt", step)
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+    def run(self, show_progress: bool) -> TrainResult:
+        cfg, state, ctx = self.cfg, self.state, self.ctx
+        start_step = state["step"]
+        if ctx.is_main:  # drop rows a killed run wrote after its last checkpoint
+            rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["step"] <= start_step]
+            (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        tokens_per_step = cfg.batch_size * self.model_cfg.context
+        val_loss, interrupted = float("nan"), False
+        self.model.train()
+        with StopRequest() as stop, progress_bar(show_progress and ctx.is_main, "loss", "lr", "tok/s") as bar:
+            task = bar.add_task("training", total=cfg.steps, completed=start_step, loss="-", lr="-", **{"tok/s": "-"})
+            train_time, interval_tokens = 0.0, 0
+            for step in range(start_step, cfg.steps):
+                t0 = time.perf_counter()
+                loss = self.train_step(step)
+                if not math.isfinite(loss):
+                    raise WgptError(
+                        f"loss became {loss} at step {step + 1}: training diverged. {self.out}/last.pt keeps the last good "
+                        f"state (step {state['step']}); lower --lr or raise --warmup, then --resume"
+                    )
+                dt = time.perf_counter() - t0
+                train_time, interval_tokens = train_time + dt, interval_tokens + tokens_per_step
+                state["elapsed_s"] += dt
+                state["interval"] = [state["interval"][0] + loss, state["interval"][1] + 1]
+                state["step"] = step + 1
+                bar.update(task, advance=1, loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.2e}", **{"tok/s": f"{tokens_per_step / dt:,.0f}"})
+                done = step + 1 == cfg.steps
+                stop_now = ctx.any(stop.signal is not None)
+                if (step + 1) % cfg.eval_interval == 0 or done:
+                    t1 = time.perf_counter()
+                    if ctx.is_main:
+                        val_loss = self.evaluate(step + 1, train_time, interval_tokens)["val_loss"]
+                    state["elapsed_s"] += time.perf_counter() - t1
+                    train_time, interval_tokens = 0.0, 0
+                    ctx.barrier()
+                elif stop_now and ctx.is_main:
+                    self.checkpoint("last.pt", step + 1)
+                if stop_now:
+                    interrupted = True
+                    break
+        if ctx.is_main:
+            from wgpt.plot import plot_losses
+
+            plot_losses(read_metrics(self.out / "metrics.jsonl"), self.out / "loss.png")
+        ctx.close()
+        return TrainResult(self.out, state["step"], state["best_val_loss"], val_loss, self.params, interrupted)

@@ -1,0 +1,83 @@
+"""The WaveletGPT multi-scale operation (Verma, "WaveletGPT", arXiv 2409.12924).
+
+Applied to the output of every decoder block, on the residual stream. Half of the coordinates
+pass unchanged; each coordinate ``i`` of the other half becomes the causal moving average of
+window ``w(i) = 2**level(i)``, the Haar approximation coefficient at that level evaluated at
+every step. Levels ``1 .. log2(context)`` are spread evenly over the modified half. Where fewer
+than ``w(i)`` steps exist the average is over what exists.
+
+Both variants work from one cumulative sum over time, so the cost is O(B*T*C) and the same code
+serves training (the whole window at once) and cached decoding (a few new positions appended to
+the prefix sums of the earlier ones).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def coordinate_levels(n_modified: int, context: int) -> Tensor:
+    """Level of each modified coordinate: ``1 .. floor(log2(context))`` in even, ascending runs."""
+    n_levels = max(1, int(math.log2(context)))
+    return 1 + torch.arange(n_modified) * n_levels // n_modified  # (H,)
+
+
+class WaveletMix(nn.Module):
+    """Causal multi-scale averaging of the second half of the coordinates.
+
+    ``learnable=False`` is the paper's fixed Haar structure and has no parameters.
+    ``learnable=True`` gives every modified coordinate a causal filter expressed in the Haar
+    scaling basis: a learned mixture of its moving averages at windows ``1, 2, 4, .., 2**L``
+    (L = log2(context)), which is a causal filter that is piecewise constant on dyadic spans.
+    The mixture starts one-hot at the coordinate's own level, so at initialisation the output
+    equals the fixed operation's exactly. Parameters: (C/2) * (L+1) per block, 6,400 for the
+    paper's 10-layer, C=128, T=512 model.
+    """
+
+    def __init__(self, d_model: int, context: int, learnable: bool = False) -> None:
+        super().__init__()
+        self.split = d_model // 2  # coordinates [split, C) are modified
+        n_mod = d_model - self.split
+        levels = coordinate_levels(n_mod, context)  # (H,)
+        steps = torch.arange(context).unsqueeze(1)  # (T, 1)
+        if learnable:
+            n_scales = max(1, int(math.log2(context))) + 1  # windows 2**0 .. 2**L
+            windows = 2 ** torch.arange(n_scales).unsqueeze(0)  # (1, S): one window per scale
+            self.mix = nn.Parameter(nn.functional.one_hot(levels, n_scales).float())  # (H, S)
+        else:
+            windows = (2**levels).unsqueeze(0)  # (1, H): one window per coordinate
+            self.mix = None
+        # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
+        self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
+        self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
+
+    def forward(self, h: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Transform ``h`` (B, n, C) at positions ``t0 .. t0+n-1``.
+
+        ``prefix`` holds the prefix sums of the earlier positions, (B, t0+1, H) with a leading
+        zero row; ``None`` means t0 = 0. Returns the output and the extended prefix sums, which a
+        decoding cache keeps for the next call.
+        """
+        keep, mod = h[..., : self.split], h[..., self.split :]
+        bsz, n, n_mod = mod.shape
+        acc = torch.promote_types(mod.dtype, torch.float32)  # bf16 prefix sums would lose precision
+        if prefix is None:
+            prefix = mod.new_zeros(bsz, 1, n_mod, dtype=acc)
+        t0 = prefix.shape[1] - 1
+        cs = torch.cat([prefix, prefix[:, -1:] + torch.cumsum(mod.to(acc), dim=1)], dim=1)  # (B, t0+n+1, H)
+        hi = cs[:, t0 + 1 :]  # (B, n, H)
+        lo_index = self.lo_index[t0 : t0 + n]  # (n, H) or (n, S)
+        inv_count = self.inv_count[t0 : t0 + n]
+        if self.mix is None:
+            lo = cs.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
+            out = (hi - lo) * inv_count
+        else:
+            out = torch.zeros_like(hi)
+            for s in range(self.mix.shape[1]):
+                lo = cs.index_select(1, lo_index[:, s])  # (B, n, H): same window for every coordinate
+                out = out + (hi - lo) * inv_count[:, s : s + 1] * self.mix[:, s]
+        return torch.cat([keep, out.to(h.dtype)], dim=-1), cs
+
