@@ -89,7 +89,7 @@ def _run_prepare(modality: Any, sources: list[Path], out: Path | None, glob: str
     table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {report.out}/report.json)" if report.skipped else ""))
     table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB")
     for split in ("train", "val"):
-        units = ", ".join(f"{v:,} {k}s" for k, v in report.units[split].items() if k != "second")
+        units = ", ".join(f"{v:,.0f} {k}s" for k, v in report.units[split].items() if k != "second")
         table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
     if "second" in report.units["train"]:
         hours = (report.units["train"]["second"] + report.units["val"].get("second", 0)) / 3600

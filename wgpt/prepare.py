@@ -31,7 +31,7 @@ class PrepareReport:
     files: int  # usable files
     skipped: list[tuple[str, str]]  # (path, reason)
     tokens: dict[str, int]  # per split
-    units: dict[str, dict[str, int]]  # per split: natural units (bytes, samples, ...)
+    units: dict[str, dict[str, float]]  # per split: natural units (bytes, samples, ...)
     input_bytes: int
     seconds: float
     vocab_size: int
@@ -114,7 +114,7 @@ def split_by_file(loaded: list[tuple[Path, Any]], modality: Modality, val_fracti
 
 
 def write_split(out: Path, split: str, payloads: list[Any], modality: Modality, bar: Any) -> dict[str, Any]:
-    units: dict[str, int] = {}
+    units: dict[str, float] = {}
     with atomic_open(out / f"{split}.bin") as f:
         writer = ShardWriter(f, modality.vocab_size)
         task = bar.add_task(f"tokenizing {split}", total=len(payloads))
@@ -124,7 +124,7 @@ def write_split(out: Path, split: str, payloads: list[Any], modality: Modality, 
                 ids = np.concatenate([[modality.separator], ids])
             writer.append(ids)
             for k, v in counts.items():
-                units[k] = units.get(k, 0) + int(v)
+                units[k] = units.get(k, 0) + v  # seconds are fractional: no rounding per file
             bar.advance(task)
     return writer.summary(f"{split}.bin", units)
 

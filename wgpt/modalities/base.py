@@ -53,7 +53,7 @@ class Modality(ABC):
         """Learn the vocabulary from the training payloads. Fixed vocabularies need nothing."""
 
     @abstractmethod
-    def tokenize(self, payload: Any) -> tuple[np.ndarray, dict[str, int]]:
+    def tokenize(self, payload: Any) -> tuple[np.ndarray, dict[str, float]]:
         """Payload to (ids, unit counts), e.g. ``(ids, {"byte": 1200, "char": 1180})``."""
 
     def split_payload(self, payload: Any, fraction: float) -> tuple[Any, Any] | None:

@@ -1,0 +1,106 @@
+"""The real app, driven through typer's CliRunner, asserting on the files it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wgpt.cli import app
+
+runner = CliRunner()
+SMALL = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--context", "32", "--batch-size", "4", "--eval-interval", "3", "-q"]
+
+
+def run(*args: str, code: int = 0):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, corpus_dir: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    run("prepare", "text", str(corpus_dir), "-q")
+    return tmp_path
+
+
+def test_help_lists_the_commands():
+    out = run("--help").output
+    for command in ("prepare", "train", "eval", "sample"):
+        assert command in out
+
+
+def test_prepare_train_eval_sample(workdir: Path):
+    assert (workdir / "data" / "text" / "meta.json").is_file()
+    run("train", "--steps", "6", *SMALL)
+    run("train", "--steps", "6", "--wavelet", *SMALL)
+    reports = {}
+    for name in ("baseline", "haar"):
+        result = run("eval", "--ckpt", f"runs/text-{name}/best.pt", "--json")
+        reports[name] = json.loads(result.stdout)
+    assert reports["baseline"]["params"] == reports["haar"]["params"]
+    assert reports["haar"]["wavelet"] == "haar" and reports["baseline"]["wavelet"] == "none"
+    assert reports["haar"]["bits_per_byte"] == pytest.approx(reports["haar"]["bits_per_token"])  # bytes: 1 token = 1 byte
+    run("sample", "--ckpt", "runs/text-haar/best.pt", "--out", "a.txt", "--tokens", "40", "--seed", "3")
+    run("sample", "--ckpt", "runs/text-haar/best.pt", "--out", "b.txt", "--tokens", "40", "--seed", "3")
+    a = (workdir / "a.txt").read_bytes()
+    assert a == (workdir / "b.txt").read_bytes()
+    assert len(a.decode("utf-8")) <= 40 and len(a) >= 40 - 3 * a.decode("utf-8").count("\ufffd")
+
+
+def test_sample_with_prompt_and_several_samples(workdir: Path):
+    run("train", "--steps", "3", *SMALL)
+    run("sample", "--ckpt", "runs/text-baseline/last.pt", "--out", "s.txt", "--prompt", "Of Man", "--tokens", "10", "--num-samples", "2")
+    for i in (1, 2):
+        assert (workdir / f"s-{i}.txt").read_text(encoding="utf-8", errors="replace").startswith("Of Man")
+
+
+def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
+    run("train", "--steps", "3", *SMALL)
+    run("train", "--steps", "6", "--resume", "-q")
+    steps = [json.loads(line)["step"] for line in (workdir / "runs/text-baseline/metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "text", "no/such/folder"], "does not exist"),
+        (["train", "--data", "nowhere"], "no prepared data"),
+        (["train", "--preset", "huge"], "unknown preset"),
+        (["train", "--steps", "0"], "--steps must be a positive integer"),
+        (["train", "--modality", "video"], "unknown --modality"),
+        (["eval", "--ckpt", "missing.pt"], "does not exist"),
+        (["sample", "--ckpt", "missing.pt", "--out", "x.txt"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(workdir: Path, args, message):
+    result = run(*args, code=2)
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "x.mid"], "writes .txt, .md files"),
+        (["--out", "x.txt", "--temperature", "0"], "--temperature must be > 0"),
+        (["--out", "x.txt", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--out", "x.txt", "--top-k", "0"], "--top-k must be >= 1"),
+        (["--out", "x.txt", "--prompt", "x" * 40], "longer than the model's context"),
+        (["--out", "x.txt", "--seconds", "1"], "--seconds applies to audio"),
+    ],
+)
+def test_bad_sampling_requests(workdir: Path, args, message):
+    run("train", "--steps", "3", *SMALL)
+    result = run("sample", "--ckpt", "runs/text-baseline/last.pt", *args, code=2)
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_existing_run_is_not_overwritten_silently(workdir: Path):
+    run("train", "--steps", "3", *SMALL)
+    result = run("train", "--steps", "3", *SMALL, code=2)
+    assert "--resume" in result.output and "--overwrite" in result.output

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from wgpt.checkpoint import load_checkpoint
+from wgpt.errors import WgptError
+from wgpt.modalities.text import TextModality
+from wgpt.prepare import prepare
+from wgpt.train import Runner, lr_at, train
+
+
+@pytest.fixture
+def shards(corpus_dir: Path, tmp_path: Path) -> Path:
+    prepare(TextModality(), [corpus_dir], tmp_path / "data", workers=1, show_progress=False)
+    return tmp_path / "data"
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_checkpoints_metrics_and_plot(shards, tmp_path, tiny_model, tiny_train):
+    result = train(shards, tmp_path / "run", tiny_model, tiny_train, show_progress=False)
+    run = tmp_path / "run"
+    metrics = rows(run)
+    assert [r["step"] for r in metrics] == [4, 8, 12]
+    for key in ("tokens_seen", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s"):
+        assert all(r[key] is not None for r in metrics), key
+    assert metrics[-1]["tokens_seen"] == 12 * 4 * 32
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]  # it learns
+    assert (run / "loss.png").stat().st_size > 1000
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["step"] == min(metrics, key=lambda r: r["val_loss"])["step"]
+    last = load_checkpoint(run / "last.pt")
+    assert last["step"] == 12 and last["modality"] == {"name": "text", "tokenizer": "bytes"}
+    assert {"model", "optimizer", "rng", "model_config", "train_config"} <= set(last)
+    assert result.best_val_loss == min(r["val_loss"] for r in metrics)
+
+
+def interrupt_after(monkeypatch, stop_step: int) -> None:
+    """Send this process SIGINT during step ``stop_step``, as Ctrl-C would."""
+    original = Runner.train_step
+
+    def step(self, i):
+        if i + 1 == stop_step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, i)
+
+    monkeypatch.setattr(Runner, "train_step", step)
+
+
+@pytest.mark.parametrize("stop_step", [6, 8])  # between evaluations, and on one
+def test_interrupt_then_resume_reproduces_the_uninterrupted_run(shards, tmp_path, tiny_model, tiny_train, monkeypatch, stop_step):
+    train(shards, tmp_path / "full", tiny_model, tiny_train, show_progress=False)
+    with monkeypatch.context() as m:
+        interrupt_after(m, stop_step)
+        stopped = train(shards, tmp_path / "split", tiny_model, tiny_train, show_progress=False)
+    assert stopped.interrupted and stopped.step == stop_step
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == stop_step
+    train(shards, tmp_path / "split", tiny_model, tiny_train, resume=True, show_progress=False)
+    full, split = rows(tmp_path / "full"), rows(tmp_path / "split")
+    assert [r["step"] for r in split] == [4, 8, 12]
+    for a, b in zip(full, split):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_baseline_and_wavelet_share_parameters_and_batches(shards, tmp_path, tiny_model, tiny_train):
+    base = train(shards, tmp_path / "b", tiny_model, tiny_train, show_progress=False)
+    haar = train(shards, tmp_path / "h", replace(tiny_model, wavelet="haar"), tiny_train, show_progress=False)
+    assert base.params == haar.params
+    assert rows(tmp_path / "b")[0]["val_loss"] != rows(tmp_path / "h")[0]["val_loss"]  # the structure is active
+
+
+def test_gradient_accumulation_matches_the_full_batch(shards, tmp_path, tiny_model, tiny_train):
+    train(shards, tmp_path / "full", tiny_model, tiny_train, show_progress=False)
+    train(shards, tmp_path / "accum", tiny_model, replace(tiny_train, micro_batch=2), show_progress=False)
+    for a, b in zip(rows(tmp_path / "full"), rows(tmp_path / "accum")):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+
+
+def test_schedule_warms_up_then_decays(tiny_train):
+    cfg = replace(tiny_train, steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 99))
+
+
+def test_nan_loss_stops_with_a_clear_message(shards, tmp_path, tiny_model, tiny_train):
+    with pytest.raises(WgptError, match="diverged"):
+        train(shards, tmp_path / "nan", tiny_model, replace(tiny_train, lr=1e30, grad_clip=0.0), show_progress=False)
+
+
+def test_context_longer_than_the_data_is_a_clear_error(shards, tmp_path, tiny_model, tiny_train):
+    with pytest.raises(WgptError, match="lower --context"):
+        train(shards, tmp_path / "r", replace(tiny_model, context=100_000), tiny_train, show_progress=False)
+
+
+def test_resume_without_a_run_is_a_clear_error(shards, tmp_path, tiny_model, tiny_train):
+    with pytest.raises(WgptError, match="nothing to resume"):
+        train(shards, tmp_path / "none", tiny_model, tiny_train, resume=True, show_progress=False)
