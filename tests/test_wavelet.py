@@ -63,7 +63,7 @@ def test_chunked_prefix_sums_equal_one_pass(learnable):
     whole, _ = mix(h)
     parts, prefix = [], None
     for a, b in [(0, 7), (7, 8), (8, 20), (20, 32)]:
-        out, prefix = mix(h[:, a:b], prefix)
+        out, prefix = mix(h[:, a:b], prefix, decoding=True)
         parts.append(out)
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=1e-5, atol=1e-5)
 
@@ -93,6 +93,13 @@ def test_parameter_counts_at_paper_size():
         sizes[wavelet] = GPT(cfg).num_params()
     assert sizes["haar"] == sizes["none"]
     assert 0 < sizes["learnable"] - sizes["none"] <= 20_000
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_gradient_matches_finite_differences(learnable):
+    mix = WaveletMix(12, context=32, learnable=learnable).double()
+    h = torch.randn(2, 20, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: mix(x)[0], (h,))
 
 
 def test_learnable_filters_train():

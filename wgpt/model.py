@@ -88,7 +88,7 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x), cache, pos0))
         x = x + self.drop(self.mlp(self.ln2(x)))
         if self.wavelet is not None:
-            x, prefix = self.wavelet(x, None if cache is None else cache.get("prefix"))
+            x, prefix = self.wavelet(x, None if cache is None else cache.get("prefix"), decoding=cache is not None)
             if cache is not None:
                 cache["prefix"] = prefix
         return x

@@ -25,6 +25,39 @@ def coordinate_levels(n_modified: int, context: int) -> Tensor:
     return 1 + torch.arange(n_modified) * n_levels // n_modified  # (H,)
 
 
+class _HaarAverage(torch.autograd.Function):
+    """Fixed Haar averages of a whole window (positions 0..T-1) with a hand-written backward.
+
+    The gradient of a causal moving average is an anti-causal one, which is again a cumulative
+    sum and a gather: ``grad_x[s] = C[min(s + w, T) - 1] - C[s - 1]`` with ``C = cumsum(g / count)``.
+    This avoids autograd's scatter-add and zero-fills, about halving the operation's cost.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, split: int, lo_index: Tensor, hi_index: Tensor, inv_count: Tensor) -> Tensor:  # noqa: ANN001
+        x = h[..., split:]
+        bsz = x.shape[0]
+        c = torch.cumsum(x, dim=1)  # (B, T, H)
+        lo = c.gather(1, (lo_index - 1).clamp(min=0).expand(bsz, -1, -1))
+        lo.mul_(lo_index > 0)  # windows that start at 0 subtract nothing
+        out = h.clone()
+        out[..., split:] = (c - lo).mul_(inv_count)
+        ctx.save_for_backward(hi_index, inv_count)
+        ctx.split = split
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        hi_index, inv_count = ctx.saved_tensors
+        split = ctx.split
+        c = torch.cumsum(grad[..., split:] * inv_count, dim=1)  # (B, T, H)
+        out = grad.clone()
+        mod = c.gather(1, (hi_index - 1).expand(c.shape[0], -1, -1))
+        mod[:, 1:] -= c[:, :-1]
+        out[..., split:] = mod
+        return out, None, None, None, None
+
+
 class WaveletMix(nn.Module):
     """Causal multi-scale averaging of the second half of the coordinates.
 
@@ -52,15 +85,18 @@ class WaveletMix(nn.Module):
             self.mix = None
         # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
         self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
+        self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
 
-    def forward(self, h: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, prefix: Tensor | None = None, decoding: bool = False) -> tuple[Tensor, Tensor | None]:
         """Transform ``h`` (B, n, C) at positions ``t0 .. t0+n-1``.
 
         ``prefix`` holds the prefix sums of the earlier positions, (B, t0+1, H) with a leading
-        zero row; ``None`` means t0 = 0. Returns the output and the extended prefix sums, which a
-        decoding cache keeps for the next call.
+        zero row; ``None`` means t0 = 0. When ``decoding``, also returns the extended prefix sums,
+        which the cache keeps for the next call.
         """
+        if not decoding and prefix is None and self.mix is None and h.dtype in (torch.float32, torch.float64):
+            return self._whole_window(h), None
         keep, mod = h[..., : self.split], h[..., self.split :]
         bsz, n, n_mod = mod.shape
         acc = torch.promote_types(mod.dtype, torch.float32)  # bf16 prefix sums would lose precision
@@ -81,3 +117,8 @@ class WaveletMix(nn.Module):
                 out = out + (hi - lo) * inv_count[:, s : s + 1] * self.mix[:, s]
         return torch.cat([keep, out.to(h.dtype)], dim=-1), cs
 
+    def _whole_window(self, h: Tensor) -> Tensor:
+        """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
+        n = h.shape[1]
+        hi_index = (torch.arange(n, device=h.device).unsqueeze(1) + self.windows).clamp(max=n)  # (T, H)
+        return _HaarAverage.apply(h, self.split, self.lo_index[:n], hi_index, self.inv_count[:n].to(h.dtype))
