@@ -11,7 +11,23 @@ from typer.testing import CliRunner
 from wgpt.cli import app
 
 runner = CliRunner()
-SMALL = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--context", "32", "--batch-size", "4", "--eval-interval", "3", "-q"]
+SMALL = [
+    "--layers",
+    "1",
+    "--width",
+    "32",
+    "--heads",
+    "2",
+    "--ffn",
+    "64",
+    "--context",
+    "32",
+    "--batch-size",
+    "4",
+    "--eval-interval",
+    "3",
+    "-q",
+]
 
 
 def run(*args: str, code: int = 0):

@@ -67,7 +67,7 @@ def test_interrupt_then_resume_reproduces_the_uninterrupted_run(shards, tmp_path
     train(shards, tmp_path / "split", tiny_model, tiny_train, resume=True, show_progress=False)
     full, split = rows(tmp_path / "full"), rows(tmp_path / "split")
     assert [r["step"] for r in split] == [4, 8, 12]
-    for a, b in zip(full, split):
+    for a, b in zip(full, split, strict=False):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
 
@@ -82,7 +82,7 @@ def test_baseline_and_wavelet_share_parameters_and_batches(shards, tmp_path, tin
 def test_gradient_accumulation_matches_the_full_batch(shards, tmp_path, tiny_model, tiny_train):
     train(shards, tmp_path / "full", tiny_model, tiny_train, show_progress=False)
     train(shards, tmp_path / "accum", tiny_model, replace(tiny_train, micro_batch=2), show_progress=False)
-    for a, b in zip(rows(tmp_path / "full"), rows(tmp_path / "accum")):
+    for a, b in zip(rows(tmp_path / "full"), rows(tmp_path / "accum"), strict=False):
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
 
 

@@ -13,13 +13,24 @@ from wgpt.config import ModelConfig, TrainConfig, preset
 from wgpt.errors import WgptError
 from wgpt.evaluate import evaluate
 from wgpt.generate import generate
-from wgpt.model import GPT
 from wgpt.modalities import modality_class, modality_from_spec
+from wgpt.model import GPT
 from wgpt.prepare import prepare
 from wgpt.sampling import SampleRequest, sample_to_files
 from wgpt.train import train
 
 __all__ = [
-    "GPT", "ModelConfig", "SampleRequest", "TrainConfig", "WgptError", "evaluate", "generate", "modality_class",
-    "modality_from_spec", "prepare", "preset", "sample_to_files", "train",
+    "GPT",
+    "ModelConfig",
+    "SampleRequest",
+    "TrainConfig",
+    "WgptError",
+    "evaluate",
+    "generate",
+    "modality_class",
+    "modality_from_spec",
+    "prepare",
+    "preset",
+    "sample_to_files",
+    "train",
 ]

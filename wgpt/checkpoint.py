@@ -47,7 +47,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError:
         raise WgptError(f"{path} is not a safe wgpt checkpoint (it asks to run code when loaded); refusing to load it") from None
     except Exception as err:  # truncated, not a zip, not torch at all
-        raise WgptError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated or another kind of file") from None
+        raise WgptError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated or another kind of file"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise WgptError(f"{path} is not a wgpt checkpoint")
     if ckpt.get("version") != VERSION:

@@ -79,7 +79,9 @@ Workers = Annotated[int, typer.Option(help="Parallel reader processes; 0 = all c
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-def _run_prepare(modality: Any, sources: list[Path], out: Path | None, glob: str | None, val_fraction: float, workers: int, quiet: bool) -> None:
+def _run_prepare(
+    modality: Any, sources: list[Path], out: Path | None, glob: str | None, val_fraction: float, workers: int, quiet: bool
+) -> None:
     from wgpt.prepare import prepare
 
     out = out or Path("data") / modality.name
@@ -168,7 +170,9 @@ def train(
     modality: Annotated[str, typer.Option(help="Which prepared data to use: reads data/MODALITY unless --data is given.")] = "text",
     data: Annotated[Optional[Path], typer.Option(help="Folder written by `wgpt prepare`.")] = None,
     wavelet: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
-    wavelet_kind: Annotated[Optional[str], typer.Option(help="none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")] = None,
+    wavelet_kind: Annotated[
+        Optional[str], typer.Option(help="none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")
+    ] = None,
     preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in total (also when resuming).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-VARIANT].")] = None,
@@ -207,15 +211,36 @@ def train(
     if wavelet and wavelet_kind not in (None, "haar"):
         raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {wavelet_kind}")
     kind = wavelet_kind or ("haar" if wavelet else None)
-    model_flags = {"wavelet": kind, "n_layer": layers, "d_model": width, "n_head": heads, "d_ff": ffn, "context": context, "dropout": dropout, "position": position}
+    model_flags = {
+        "wavelet": kind,
+        "n_layer": layers,
+        "d_model": width,
+        "n_head": heads,
+        "d_ff": ffn,
+        "context": context,
+        "dropout": dropout,
+        "position": position,
+    }
     train_flags = {
-        "steps": steps, "batch_size": batch_size, "micro_batch": micro_batch, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
-        "grad_clip": grad_clip, "eval_interval": eval_interval, "eval_batches": eval_batches, "seed": seed, "device": device, "compile": compile,
+        "steps": steps,
+        "batch_size": batch_size,
+        "micro_batch": micro_batch,
+        "lr": lr,
+        "warmup": warmup,
+        "weight_decay": weight_decay,
+        "grad_clip": grad_clip,
+        "eval_interval": eval_interval,
+        "eval_batches": eval_batches,
+        "seed": seed,
+        "device": device,
+        "compile": compile,
     }
     plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite)
     result = run_training(plan.data, plan.out, plan.model, plan.train, resume=plan.resume, show_progress=not quiet)
     if result.interrupted:
-        err_console.print(f"[yellow]stopped at step {result.step}; saved {result.out}/last.pt. Continue with the same command plus --resume.[/]")
+        err_console.print(
+            f"[yellow]stopped at step {result.step}; saved {result.out}/last.pt. Continue with the same command plus --resume.[/]"
+        )
         raise typer.Exit(130)
     out_console.print(
         f"trained {result.params:,} parameters for {result.step} steps: best val loss {result.best_val_loss:.4f} nats/token\n"
@@ -295,9 +320,21 @@ def sample(
     from wgpt.sampling import SampleRequest, sample_to_files
 
     request = SampleRequest(
-        ckpt=ckpt, out=out, prompt=prompt, prompt_file=prompt_file, tokens=tokens, seconds=seconds, temperature=temperature,
-        top_k=top_k, top_p=top_p, seed=seed, num_samples=num_samples, use_cache=not no_cache, trim_prompt=trim_prompt,
-        soundfont=soundfont, device=device,
+        ckpt=ckpt,
+        out=out,
+        prompt=prompt,
+        prompt_file=prompt_file,
+        tokens=tokens,
+        seconds=seconds,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        num_samples=num_samples,
+        use_cache=not no_cache,
+        trim_prompt=trim_prompt,
+        soundfont=soundfont,
+        device=device,
     )
     stream_to = sys.stdout if stream and sys.stdout.isatty() else None
     for path in sample_to_files(request, stream_to=stream_to):
@@ -312,13 +349,13 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data and run.")] = Path("wgpt-demo"),
 ) -> None:
     """Prepare the bundled corpus, train a tiny wavelet model and print a sample: wgpt in one command."""
+    from dataclasses import replace
+
+    from wgpt.config import preset as get_preset
     from wgpt.modalities.text import TextModality
     from wgpt.prepare import prepare
     from wgpt.sampling import SampleRequest, sample_to_files
     from wgpt.train import train as run_training
-
-    from wgpt.config import preset as get_preset
-    from dataclasses import replace
 
     corpus = Path(str(resources.files("wgpt") / "data" / "milton.txt"))
     err_console.print(f"1/3 preparing the bundled corpus ({corpus.name}) as bytes")
@@ -333,3 +370,54 @@ def demo(
     request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)
     for path in sample_to_files(request, stream_to=sys.stdout):
         out_console.print(f"\n\nwrote {path}; the run is in {run} (try: wgpt eval --ckpt {run}/best.pt)", highlight=False)
+
+
+# -- bench --------------------------------------------------------------------------------
+@app.command("bench")
+@cli_errors
+def bench_cmd(
+    modality: Annotated[str, typer.Option(help="Reads data/MODALITY unless --data is given.")] = "text",
+    data: Annotated[Optional[Path], typer.Option(help="Folder written by `wgpt prepare`.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Step budget N of every run.")] = None,
+    preset: Annotated[str, typer.Option(help="tiny, paper or gpt2.")] = "tiny",
+    variants: Annotated[str, typer.Option(help="Comma-separated: baseline, haar, learnable.")] = "baseline,haar",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; several give mean and spread.")] = "1337",
+    larger: Annotated[bool, typer.Option("--larger", help="Add a baseline with 2x the blocks and 1.5x the width.")] = False,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the summary [default: runs/bench-DATA].")
+    ] = None,
+    context: Annotated[Optional[int], typer.Option(help="Context length in tokens.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    eval_interval: Annotated[Optional[int], typer.Option(help="Steps between validations.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train baseline and wavelet variants with identical data order, seed and budget; report the
+    speed-up (steps to reach the baseline's final validation loss), final losses and step-time
+    ratio. Writes summary.json, summary.md and val_loss.png."""
+    from wgpt.bench import VARIANTS, bench, markdown_table
+    from wgpt.config import override
+    from wgpt.config import preset as get_preset
+    from wgpt.runs import default_data
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = set(names) - set(VARIANTS)
+    if unknown:
+        raise WgptError(f"unknown variant(s) {', '.join(sorted(unknown))}: choose from baseline, haar, learnable")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise WgptError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if larger:
+        names.append("larger")
+    data = data or default_data(modality)
+    model_cfg, train_cfg = get_preset(preset)
+    model_cfg = override(model_cfg, {"context": context}, "flags")
+    train_cfg = override(
+        train_cfg, {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_interval": eval_interval, "device": device}, "flags"
+    )
+    out = out or Path("runs") / f"bench-{data.name}"
+    summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
+    out_console.print(markdown_table(summary), highlight=False)
+    out_console.print(f"wrote {out}/summary.json, summary.md, val_loss.png", highlight=False)

@@ -30,7 +30,9 @@ def resolve_data(ckpt: dict[str, Any], data: Path | None, ckpt_path: Path) -> Pa
     raise WgptError(f"{ckpt_path} does not say which data it was trained on: pass --data DIR")
 
 
-def evaluate(ckpt_path: Path, data: Path | None = None, max_tokens: int = 1_000_000, samples: int = 4, device: str = "auto", seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    ckpt_path: Path, data: Path | None = None, max_tokens: int = 1_000_000, samples: int = 4, device: str = "auto", seed: int = 0
+) -> dict[str, Any]:
     """Loss over the validation split (non-overlapping context windows, up to ``max_tokens``)."""
     ckpt = load_checkpoint(ckpt_path)
     shards = open_shards(resolve_data(ckpt, data, ckpt_path))

@@ -83,7 +83,9 @@ def generate(
     if not prompt:
         raise WgptError("the prompt is empty: give at least one token")
     if len(prompt) > context:
-        raise WgptError(f"the prompt is {len(prompt)} tokens, longer than the model's context of {context}: shorten it or pass --trim-prompt")
+        raise WgptError(
+            f"the prompt is {len(prompt)} tokens, longer than the model's context of {context}: shorten it or pass --trim-prompt"
+        )
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

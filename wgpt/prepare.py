@@ -72,7 +72,9 @@ def _load(job: tuple[Modality, Path]) -> tuple[Any, str | None]:
         return None, f"unreadable: {type(err).__name__}: {err}"
 
 
-def load_all(modality: Modality, files: list[Path], workers: int, show_progress: bool) -> tuple[list[tuple[Path, Any]], list[tuple[str, str]]]:
+def load_all(
+    modality: Modality, files: list[Path], workers: int, show_progress: bool
+) -> tuple[list[tuple[Path, Any]], list[tuple[str, str]]]:
     """Load every file, in parallel when it pays; returns (loaded, skipped)."""
     loaded, skipped = [], []
     jobs = [(modality, f) for f in files]
@@ -81,7 +83,7 @@ def load_all(modality: Modality, files: list[Path], workers: int, show_progress:
         if workers > 1 and len(files) > 1:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 results = pool.map(_load, jobs, chunksize=max(1, min(16, len(files) // (4 * workers))))
-                for path, (payload, reason) in zip(files, results):
+                for path, (payload, reason) in zip(files, results, strict=False):
                     _keep(path, payload, reason, loaded, skipped)
                     bar.advance(task)
         else:
@@ -167,8 +169,14 @@ def prepare(
         "sources": [str(s) for s in sources],
     }
     report = PrepareReport(
-        out, len(loaded), skipped, {s: splits[s]["tokens"] for s in splits}, {s: splits[s]["units"] for s in splits},
-        input_bytes, time.perf_counter() - start, modality.vocab_size,
+        out,
+        len(loaded),
+        skipped,
+        {s: splits[s]["tokens"] for s in splits},
+        {s: splits[s]["units"] for s in splits},
+        input_bytes,
+        time.perf_counter() - start,
+        modality.vocab_size,
     )
     write_json(out / "report.json", {"skipped": [{"path": p, "reason": r} for p, r in skipped], "files_used": len(loaded)})
     write_json(out / META, meta)  # last: its presence marks the folder complete

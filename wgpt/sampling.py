@@ -86,16 +86,24 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
         context_prompt = prompt[-model.cfg.context :]
     on_step = _streamer(modality, stream_to) if stream_to is not None and req.num_samples == 1 else None
     samples = generate(
-        model, context_prompt, n_new, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
-        num_samples=req.num_samples, seed=req.seed, use_cache=req.use_cache, on_step=on_step,
+        model,
+        context_prompt,
+        n_new,
+        temperature=req.temperature,
+        top_k=req.top_k,
+        top_p=req.top_p,
+        num_samples=req.num_samples,
+        seed=req.seed,
+        use_cache=req.use_cache,
+        on_step=on_step,
     )
     paths = output_paths(req.out, req.num_samples)
-    for path, ids in zip(paths, samples):
+    for path, ids in zip(paths, samples, strict=False):
         modality.write((prompt if keep_prompt else []) + ids, path)
     return paths
 
 
-def _streamer(modality: Modality, stream: TextIO):  # noqa: ANN202 - a small closure
+def _streamer(modality: Modality, stream: TextIO):
     """Print text as it is generated (text models only): decode the prefix, print what is new."""
     decode = getattr(modality, "decode", None)
     if decode is None or modality.name != "text":
@@ -103,7 +111,7 @@ def _streamer(modality: Modality, stream: TextIO):  # noqa: ANN202 - a small clo
     ids: list[int] = []
     shown = 0
 
-    def on_step(tok) -> None:  # noqa: ANN001
+    def on_step(tok) -> None:
         nonlocal shown
         ids.append(int(tok[0]))
         text = decode(ids)

@@ -96,7 +96,9 @@ def open_shards(path: Path, verify: bool = True) -> Shards:
         file = path / info["file"]
         size = file.stat().st_size if file.is_file() else -1
         if size != info["tokens"] * dtype.itemsize:
-            raise WgptError(f"{file} does not match {META} ({size} bytes, expected {info['tokens'] * dtype.itemsize}): run `wgpt prepare` again")
+            raise WgptError(
+                f"{file} does not match {META} ({size} bytes, expected {info['tokens'] * dtype.itemsize}): run `wgpt prepare` again"
+            )
         if verify and size <= CHECKSUM_LIMIT and _sha256(file) != info["sha256"]:
             raise WgptError(f"{file} is corrupt (checksum differs from {META}): run `wgpt prepare` again")
         arrays[split] = np.memmap(file, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
@@ -114,8 +116,7 @@ def _sha256(file: Path) -> str:
 def check_length(data: np.ndarray, context: int, split: str, where: Path) -> None:
     if len(data) < context + 1:
         raise WgptError(
-            f"the {split} split of {where} has {len(data)} tokens, fewer than context + 1 = {context + 1}: "
-            "add data or lower --context"
+            f"the {split} split of {where} has {len(data)} tokens, fewer than context + 1 = {context + 1}: add data or lower --context"
         )
 
 

@@ -7,9 +7,9 @@ have seen, and a run under N processes splits each global batch N ways.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import signal
 import time
 from contextlib import nullcontext
@@ -26,7 +26,7 @@ from wgpt.config import ModelConfig, TrainConfig, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import write_json
 from wgpt.model import GPT
-from wgpt.progress import console, progress_bar
+from wgpt.progress import progress_bar
 from wgpt.shards import Shards, check_length, eval_offsets, get_batch, open_shards, train_offsets
 
 
@@ -105,10 +105,8 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
@@ -137,7 +135,9 @@ def resume_state(out: Path, model_cfg: ModelConfig, shards: Shards) -> dict[str,
     return ckpt
 
 
-def train(data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
+def train(
+    data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False, show_progress: bool = True
+) -> TrainResult:
     """Train a GPT on prepared shards at ``data``; writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``."""
     out = Path(out)
     ctx = dist.setup(train_cfg.device)
@@ -173,8 +173,18 @@ def train(data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
 class Runner:
     """State of one training run; ``run`` is the loop, the rest are its steps."""
 
-    def __init__(self, model: GPT, optimizer: torch.optim.Optimizer, shards: Shards, model_cfg: ModelConfig,
-                 train_cfg: TrainConfig, device: torch.device, ctx: dist.DistContext, out: Path, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: GPT,
+        optimizer: torch.optim.Optimizer,
+        shards: Shards,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        device: torch.device,
+        ctx: dist.DistContext,
+        out: Path,
+        state: dict[str, Any],
+    ) -> None:
         self.model, self.optimizer, self.shards = model, optimizer, shards
         self.model_cfg, self.cfg, self.device, self.ctx, self.out, self.state = model_cfg, train_cfg, device, ctx, out, state
         self.ddp = ctx.wrap(model)
@@ -213,9 +223,16 @@ class Runner:
 
     def checkpoint(self, name: str, step: int) -> None:
         save_checkpoint(
-            self.out / name, self.model, self.shards.modality_spec, self.cfg,
-            optimizer=self.optimizer.state_dict(), step=step, best_val_loss=self.state["best_val_loss"],
-            elapsed_s=self.state["elapsed_s"], interval=self.state["interval"], rng=rng_state(),
+            self.out / name,
+            self.model,
+            self.shards.modality_spec,
+            self.cfg,
+            optimizer=self.optimizer.state_dict(),
+            step=step,
+            best_val_loss=self.state["best_val_loss"],
+            elapsed_s=self.state["elapsed_s"],
+            interval=self.state["interval"],
+            rng=rng_state(),
             data=str(self.shards.path.resolve()),
         )
 

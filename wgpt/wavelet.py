@@ -34,7 +34,7 @@ class _HaarAverage(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, split: int, lo_index: Tensor, hi_index: Tensor, inv_count: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, h: Tensor, split: int, lo_index: Tensor, hi_index: Tensor, inv_count: Tensor) -> Tensor:
         x = h[..., split:]
         bsz = x.shape[0]
         c = torch.cumsum(x, dim=1)  # (B, T, H)
@@ -47,7 +47,7 @@ class _HaarAverage(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         hi_index, inv_count = ctx.saved_tensors
         split = ctx.split
         c = torch.cumsum(grad[..., split:] * inv_count, dim=1)  # (B, T, H)

@@ -8,7 +8,11 @@ from typing import Any
 from wgpt.errors import WgptError
 from wgpt.modalities.base import Modality, SkipFile
 
-_CLASSES = {"text": "wgpt.modalities.text:TextModality", "midi": "wgpt.modalities.midi:MidiModality", "audio": "wgpt.modalities.audio:AudioModality"}
+_CLASSES = {
+    "text": "wgpt.modalities.text:TextModality",
+    "midi": "wgpt.modalities.midi:MidiModality",
+    "audio": "wgpt.modalities.audio:AudioModality",
+}
 
 
 def modality_class(name: str) -> type[Modality]:
