@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from wgpt.bench import bench
 from wgpt.config import ModelConfig, TrainConfig, preset
 from wgpt.errors import WgptError
 from wgpt.evaluate import evaluate
@@ -21,6 +22,7 @@ from wgpt.train import train
 
 __all__ = [
     "GPT",
+    "bench",
     "ModelConfig",
     "SampleRequest",
     "TrainConfig",
