@@ -22,11 +22,11 @@ from wgpt.train import train
 
 __all__ = [
     "GPT",
-    "bench",
     "ModelConfig",
     "SampleRequest",
     "TrainConfig",
     "WgptError",
+    "bench",
     "evaluate",
     "generate",
     "modality_class",

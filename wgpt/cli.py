@@ -95,7 +95,7 @@ def _run_prepare(
         table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
     if "second" in report.units["train"]:
         hours = (report.units["train"]["second"] + report.units["val"].get("second", 0)) / 3600
-        table.add_row("audio", f"{hours:,.2f} hours")
+        table.add_row("duration", f"{hours:,.2f} hours")
     table.add_row("vocabulary", f"{report.vocab_size:,}")
     table.add_row("seconds", f"{report.seconds:.1f}")
     out_console.print(table)

@@ -60,8 +60,20 @@ def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | Non
     return unique
 
 
-def _load(job: tuple[Modality, Path]) -> tuple[Any, str | None]:
-    modality, path = job
+_WORKER_MODALITY: Modality | None = None  # set once per worker process by the pool initializer
+
+
+def _init_worker(modality: Modality) -> None:
+    global _WORKER_MODALITY
+    _WORKER_MODALITY = modality
+
+
+def _load_in_worker(path: Path) -> tuple[Any, str | None]:
+    assert _WORKER_MODALITY is not None
+    return _load(_WORKER_MODALITY, path)
+
+
+def _load(modality: Modality, path: Path) -> tuple[Any, str | None]:
     try:
         return modality.load(path), None
     except SkipFile as err:
@@ -76,19 +88,20 @@ def load_all(
     modality: Modality, files: list[Path], workers: int, show_progress: bool
 ) -> tuple[list[tuple[Path, Any]], list[tuple[str, str]]]:
     """Load every file, in parallel when it pays; returns (loaded, skipped)."""
-    loaded, skipped = [], []
-    jobs = [(modality, f) for f in files]
+    loaded: list[tuple[Path, Any]] = []
+    skipped: list[tuple[str, str]] = []
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"reading {modality.name}", total=len(files))
         if workers > 1 and len(files) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                results = pool.map(_load, jobs, chunksize=max(1, min(16, len(files) // (4 * workers))))
-                for path, (payload, reason) in zip(files, results, strict=False):
+            # The modality (with its tokenizer) goes to each worker once, not with every job.
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(modality,)) as pool:
+                results = pool.map(_load_in_worker, files, chunksize=max(1, min(16, len(files) // (4 * workers))))
+                for path, (payload, reason) in zip(files, results, strict=True):
                     _keep(path, payload, reason, loaded, skipped)
                     bar.advance(task)
         else:
-            for job in jobs:
-                _keep(job[1], *_load(job), loaded, skipped)
+            for path in files:
+                _keep(path, *_load(modality, path), loaded, skipped)
                 bar.advance(task)
     return loaded, skipped
 
