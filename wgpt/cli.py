@@ -205,6 +205,7 @@ def train(
     --seed see identical batches, so a baseline and a --wavelet run compare step for step.
     Under torchrun it trains with DistributedDataParallel.
     """
+    from wgpt.distributed import is_main_process
     from wgpt.runs import plan_run
     from wgpt.train import train as run_training
 
@@ -237,6 +238,8 @@ def train(
     }
     plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite)
     result = run_training(plan.data, plan.out, plan.model, plan.train, resume=plan.resume, show_progress=not quiet)
+    if not is_main_process():  # under torchrun, rank 0 alone reports
+        raise typer.Exit(130 if result.interrupted else 0)
     if result.interrupted:
         err_console.print(
             f"[yellow]stopped at step {result.step}; saved {result.out}/last.pt. Continue with the same command plus --resume.[/]"

@@ -1,27 +1,44 @@
-"""PyTorch's own distributed engine: DDP under ``torchrun``, a no-op in a single process.
+"""Processes and devices: DDP under ``torchrun`` (a no-op in one process), and the MFU estimate.
 
 ``torchrun --nproc_per_node=N -m wgpt train ...`` sets RANK/WORLD_SIZE/LOCAL_RANK; this module
 turns them into a process group (gloo on CPU, NCCL on GPUs) and gives the training loop the few
-collective operations it needs, so the loop reads the same with one process or many.
+collective operations it needs, so the loop reads the same with one process or many. It also
+holds the model-FLOPs count of a training token and the peak throughput of common cards, for the
+MFU estimate of a GPU run (PaLM, Chowdhery et al. 2022, appendix B).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import distributed as tdist
 from torch import nn
 
-# Dense bf16 peak of common cards, for the MFU estimate (FLOP/s).
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
+from wgpt.config import ModelConfig
+from wgpt.errors import WgptError
+
+# Dense (not 2:4 sparse) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; the first
+# pattern found in ``torch.cuda.get_device_name`` wins, so the specific ones come first.
+PEAK_FLOPS: tuple[tuple[str, float], ...] = (
+    (r"H100.*PCIe", 756e12),
+    (r"H100.*NVL", 835e12),
+    (r"H100|H200", 989e12),  # GH200 too
+    (r"A100", 312e12),
+    (r"L40S", 362e12),
+    (r"\bL4\b", 121e12),
+    (r"\bA10\b", 125e12),
+    (r"4090", 165e12),
+)
 
 
 @dataclass
 class DistContext:
+    """This process's place in the job; every method is a no-op when it runs alone."""
+
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -47,6 +64,7 @@ class DistContext:
         return contextlib.nullcontext()
 
     def mean(self, value: torch.Tensor | float) -> float:
+        """The mean of ``value`` over processes (each process's share of the batch is equal)."""
         t = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach().clone()
         if self.active:
             tdist.all_reduce(t)
@@ -60,6 +78,14 @@ class DistContext:
         tdist.all_reduce(t)
         return bool(t.item() > 0)
 
+    def from_main(self, value: float) -> float:
+        """Rank 0's ``value`` on every process (only rank 0 evaluates)."""
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        tdist.broadcast(t, src=0)
+        return t.item()
+
     def barrier(self) -> None:
         if self.active:
             tdist.barrier()
@@ -69,25 +95,63 @@ class DistContext:
             tdist.destroy_process_group()
 
 
+def is_main_process() -> bool:
+    """True outside torchrun and on its rank 0: the one process that prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device_name: str) -> DistContext:
     """Join the process group torchrun describes, or return a single-process context."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-    if use_cuda:
-        device = torch.device("cuda", local_rank)
+    device = process_device(device_name, local_rank)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if not tdist.is_initialized():
-        tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistContext(rank, world, device)
+
+
+def process_device(device_name: str, local_rank: int) -> torch.device:
+    """The device of one torchrun process: ``cuda:LOCAL_RANK``, or the CPU."""
+    if device_name == "mps" or device_name.startswith("cuda:"):
+        raise WgptError(
+            f"--device {device_name} cannot be used under torchrun: pass --device cuda (each process takes cuda:LOCAL_RANK) or --device cpu"
+        )
+    if device_name == "cpu" or (device_name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise WgptError(
+            f"process LOCAL_RANK={local_rank} has no GPU ({torch.cuda.device_count()} visible): lower --nproc_per_node to the GPU count"
+        )
+    return torch.device("cuda", local_rank)
+
+
+def flops_per_token(cfg: ModelConfig) -> int:
+    """Model FLOPs of one training token (forward and backward), as PaLM's MFU counts them.
+
+    Six per weight of every matmul (2 forward, 4 backward; embedding lookups are not matmuls, the
+    tied output head is) plus ``12 * n_layer * d_model * context`` for attention scores and their
+    weighted sum, counted in full even though causal kernels skip half. The wavelet's averages
+    are O(C) per token and left out, so every variant of one shape has the same count.
+    """
+    per_layer = 4 * cfg.d_model**2 + 2 * cfg.d_model * cfg.d_ff  # qkv, proj, two MLP matrices
+    matmul_weights = cfg.n_layer * per_layer + cfg.vocab_size * cfg.d_model
+    return 6 * matmul_weights + 12 * cfg.n_layer * cfg.d_model * cfg.context
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Dense bf16 peak of a card named like ``torch.cuda.get_device_name``; None if unknown."""
+    return next((peak for pattern, peak in PEAK_FLOPS if re.search(pattern, device_name)), None)
 
 
 def mfu(flops_per_s: float, device: torch.device) -> float | None:
     """Model FLOPs utilisation of one device, where its peak is known."""
-    name = torch.cuda.get_device_name(device)
-    peak: Any = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    if device.type != "cuda":
+        return None
+    peak = peak_flops(torch.cuda.get_device_name(device))
     return None if peak is None else flops_per_s / peak

@@ -190,11 +190,23 @@ class Runner:
         self.ddp = ctx.wrap(model)
         self.forward = torch.compile(self.ddp) if train_cfg.compile else self.ddp
         self.amp = autocast_dtype(device)
+        if device.type == "cuda":  # TF32 matmuls: ~free precision trade on Ampere and later
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.val_offsets = eval_offsets(len(shards.val), model_cfg.context, train_cfg.eval_batches * train_cfg.batch_size)
         self.micro = train_cfg.micro_batch or train_cfg.batch_size // ctx.world_size
         self.params = model.num_params()
-        self.flops_per_token = 6 * self.params + 12 * model_cfg.n_layer * model_cfg.d_model * model_cfg.context
+        self.flops_per_token = dist.flops_per_token(model_cfg)
+
+    def mfu(self, tokens_per_s: float) -> float | None:
+        """Model FLOPs utilisation of each device at a global throughput of ``tokens_per_s``."""
+        return dist.mfu(self.flops_per_token * tokens_per_s / self.ctx.world_size, self.device)
+
+    def speed(self, tokens_per_s: float) -> str:
+        """The progress bar's tok/s field, with the MFU where the device's peak is known."""
+        use = self.mfu(tokens_per_s) if self.device.type == "cuda" else None
+        return f"{tokens_per_s:,.0f}" + ("" if use is None else f" (MFU {use:.0%})")
 
     def train_step(self, step: int) -> float:
         """One optimiser step on the global batch of ``step``; returns its mean loss."""
@@ -251,7 +263,7 @@ class Runner:
             "elapsed_s": self.state["elapsed_s"],
         }
         if self.device.type == "cuda":
-            row["mfu"] = dist.mfu(self.flops_per_token * tokens_per_s / self.ctx.world_size, self.device)
+            row["mfu"] = self.mfu(tokens_per_s)
         self.state["interval"] = [0.0, 0]
         if val_loss < self.state["best_val_loss"]:
             self.state["best_val_loss"] = val_loss
@@ -286,7 +298,7 @@ class Runner:
                 state["elapsed_s"] += dt
                 state["interval"] = [state["interval"][0] + loss, state["interval"][1] + 1]
                 state["step"] = step + 1
-                bar.update(task, advance=1, loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.2e}", **{"tok/s": f"{tokens_per_step / dt:,.0f}"})
+                bar.update(task, advance=1, loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.2e}", **{"tok/s": self.speed(tokens_per_step / dt)})
                 done = step + 1 == cfg.steps
                 stop_now = ctx.any(stop.signal is not None)
                 if (step + 1) % cfg.eval_interval == 0 or done:
@@ -305,5 +317,6 @@ class Runner:
             from wgpt.plot import plot_losses
 
             plot_losses(read_metrics(self.out / "metrics.jsonl"), self.out / "loss.png")
+        val_loss, state["best_val_loss"] = ctx.from_main(val_loss), ctx.from_main(state["best_val_loss"])  # rank 0 evaluates
         ctx.close()
         return TrainResult(self.out, state["step"], state["best_val_loss"], val_loss, self.params, interrupted)
