@@ -78,3 +78,25 @@ def test_unknown_tokenizer_is_a_clear_error():
 def test_bytes_ids_are_the_utf8_bytes():
     ids, _ = TextModality().tokenize("é")
     assert ids.tolist() == list("é".encode()) and ids.dtype == np.int64
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 16), st.randoms(use_true_random=False))
+def test_utf8_constraint_always_gives_valid_text_of_the_exact_length(n, rnd):
+    from wgpt.modalities.text import utf8_allowed
+
+    out = b""
+    for i in range(n):
+        choices = np.flatnonzero(utf8_allowed(out[-3:], n - i))
+        out += bytes([int(rnd.choice(choices))])
+    assert len(out) == n
+    out.decode("utf-8")  # raises if invalid
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_utf8_constraint_allows_every_valid_continuation(text):
+    from wgpt.modalities.text import utf8_allowed
+
+    raw = text.encode("utf-8")
+    for i in range(len(raw)):
+        assert utf8_allowed(raw[max(0, i - 3) : i], len(raw) - i)[raw[i]], (raw, i)

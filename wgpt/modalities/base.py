@@ -64,6 +64,11 @@ class Modality(ABC):
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         """Ids of a prompt given as text or as a file of this modality."""
 
+    def allowed_next(self, ids: list[int], remaining: int) -> np.ndarray | None:
+        """Boolean mask of the ids that may follow ``ids`` with ``remaining`` tokens still to come,
+        or ``None`` for no constraint. Text uses it to keep byte samples valid UTF-8."""
+        return None
+
     def start_ids(self) -> list[int]:
         """What generation starts from when no prompt is given: the separator by default."""
         if self.separator is None:

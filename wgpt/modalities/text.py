@@ -133,8 +133,47 @@ class TextModality(Modality):
                 raise WgptError(f"prompt file {path}: {err}") from None
         return self.tokenize(text or "")[0].tolist()
 
+    def allowed_next(self, ids: list[int], remaining: int) -> np.ndarray | None:
+        """Bytes tokenizer: the bytes that keep the output valid UTF-8 of exactly the asked length.
+
+        A continuation byte only where a character is open, a lead byte only where its whole
+        character fits in the ``remaining`` tokens. Other tokenizers decode to text by design.
+        """
+        if self.tokenizer != "bytes":
+            return None
+        return utf8_allowed(bytes(ids[-3:]), remaining)
+
     def start_ids(self) -> list[int]:
         return self.tokenize("\n")[0].tolist()  # a fresh line, as after a blank line in the corpus
 
     def write(self, ids: list[int], path: Path) -> None:
         write_atomic(path, self.decode(ids).encode("utf-8"))
+
+
+def _open_character(tail: bytes) -> tuple[int, int]:
+    """(continuation bytes still needed, lead byte) of the character ``tail`` ends inside, or (0, 0)."""
+    for back in range(1, min(3, len(tail)) + 1):
+        byte = tail[-back]
+        if byte < 0x80:
+            return 0, 0
+        if byte >= 0xC0:  # a lead byte: how long is its character?
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return max(0, length - back), byte
+    return 0, 0
+
+
+def utf8_allowed(tail: bytes, remaining: int) -> np.ndarray:
+    """Boolean mask over the 256 byte values that may follow ``tail`` in valid UTF-8."""
+    allowed = np.zeros(256, dtype=bool)
+    need, lead = _open_character(tail)
+    if need:
+        low, high = 0x80, 0xBF
+        if tail[-1] == lead:  # the byte right after the lead has narrower ranges (RFC 3629)
+            low, high = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(lead, (low, high))
+        allowed[low : high + 1] = True
+        return allowed
+    allowed[:0x80] = True
+    for first, last, extra in ((0xC2, 0xDF, 1), (0xE0, 0xEF, 2), (0xF0, 0xF4, 3)):
+        if remaining >= 1 + extra:
+            allowed[first : last + 1] = True
+    return allowed
