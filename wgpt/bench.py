@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wgpt.config import ModelConfig, TrainConfig
+from wgpt.errors import WgptError
 from wgpt.io import write_atomic, write_json
 from wgpt.plot import plot_curves
 from wgpt.train import read_metrics, train
@@ -67,6 +68,8 @@ def run_variants(
             for name in ("last.pt", "best.pt", "metrics.jsonl"):
                 (path / name).unlink(missing_ok=True)
             result = train(data, path, cfg, replace(train_cfg, seed=seed), show_progress=show_progress)
+            if result.interrupted:  # Ctrl-C stops the whole comparison, not just one run
+                raise WgptError(f"interrupted during {variant} (seed {seed}); finished runs are under {out}")
             runs.append(BenchRun(variant, seed, path, result.params, read_metrics(path / "metrics.jsonl")))
     return runs
 
