@@ -90,7 +90,7 @@ def summarise(runs: list[BenchRun], variants: list[str], seeds: list[int]) -> di
             base, run = by[("baseline", seed)].rows, by[(variant, seed)].rows
             finals.append(run[-1]["val_loss"])
             gaps.append(base[-1]["val_loss"] - run[-1]["val_loss"])
-            up = speedup(base, run)
+            up = 1.0 if variant == "baseline" else speedup(base, run)  # the reference, by definition
             if up is not None:
                 ups.append(up)
             ratios.append(statistics.median(r["tokens_per_s"] for r in base) / statistics.median(r["tokens_per_s"] for r in run))
