@@ -8,6 +8,7 @@ loss and RNG states. Nothing in it is code, so loading a crafted file cannot exe
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,15 @@ def save_checkpoint(path: Path, model: GPT, modality_spec: dict[str, Any], train
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint safely; refuse anything that is not a wgpt checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        raise WgptError(f"checkpoint {path} is a folder: pass the .pt file in it (e.g. {path}/best.pt)")
     if not path.is_file():
         raise WgptError(f"checkpoint {path} does not exist: pass the .pt file a `wgpt train` run wrote (e.g. runs/NAME/best.pt)")
+    if not zipfile.is_zipfile(path):  # wgpt writes torch's zip format; anything else is never unpickled
+        raise WgptError(
+            f"{path} is not a wgpt checkpoint (not a PyTorch zip archive: truncated, or another kind of file); "
+            "pass a .pt file a `wgpt train` run wrote"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -58,8 +66,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
-    model = GPT(ModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = GPT(ModelConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError) as err:  # a damaged or hand-edited file
+        detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
+        raise WgptError(f"the checkpoint is damaged ({detail}); use a .pt file a `wgpt train` run wrote") from None
     return model
 
 

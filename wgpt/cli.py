@@ -20,6 +20,7 @@ from rich.table import Table
 
 from wgpt import __version__
 from wgpt.errors import WgptError
+from wgpt.io import os_reason
 from wgpt.progress import console as err_console
 
 app = typer.Typer(
@@ -47,6 +48,13 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if _debug:
                 raise
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as err:  # the file system said no: a file where a folder belongs, a full disk, no permission
+            if _debug:
+                raise
+            where = err.filename2 or err.filename or "a file"
+            message = f"cannot use {where}: {os_reason(err)}; check the path, or pass another one"
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

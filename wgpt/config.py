@@ -75,6 +75,10 @@ class TrainConfig:
             raise WgptError(f"--lr must be positive, got {self.lr}")
         if self.warmup < 0:
             raise WgptError(f"--warmup must be >= 0, got {self.warmup}")
+        if not self.weight_decay >= 0:
+            raise WgptError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not self.grad_clip >= 0:
+            raise WgptError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise WgptError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
@@ -115,9 +119,9 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
 def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
     """Read ``{"model": {...}, "train": {...}}`` overrides from a JSON or TOML file."""
     if not path.is_file():
-        raise WgptError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+        raise WgptError(f"config file {path} does not exist (or is not a file)")
     try:
+        text = path.read_text(encoding="utf-8")  # inside the try: a UnicodeDecodeError is a ValueError
         if path.suffix == ".toml":
             import tomllib
 
@@ -126,9 +130,16 @@ def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
             data = json.loads(text)
     except ValueError as err:
         raise WgptError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {err}") from None
+    if not isinstance(data, dict):
+        raise WgptError(f'config file {path} must hold an object like {{"model": {{...}}, "train": {{...}}}}, not a {type(data).__name__}')
     unknown = set(data) - {"model", "train", "preset"}
     if unknown:
         raise WgptError(f"config file {path}: unknown section(s) {sorted(unknown)}; use model, train, preset")
+    for section in ("model", "train"):
+        if not isinstance(data.get(section, {}), dict):
+            raise WgptError(f"config file {path}: {section} must be a table of settings, not a {type(data[section]).__name__}")
+    if not isinstance(data.get("preset", ""), str):
+        raise WgptError(f"config file {path}: preset must be a name ({', '.join(PRESETS)}), got {data['preset']!r}")
     return data
 
 
@@ -139,7 +150,23 @@ def override(cfg: Any, values: dict[str, Any], source: str) -> Any:
     if unknown:
         raise WgptError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {', '.join(sorted(names))}")
     given = {k: v for k, v in values.items() if v is not None}
+    for name, value in given.items():
+        _check_type(name, value, getattr(cfg, name), source)
     return replace(cfg, **given) if given else cfg
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_type(name: str, value: Any, default: Any, source: str) -> None:
+    """Config files are untyped: a string where a number belongs fails here, naming the setting."""
+    expected = type(default)
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+    if not ok:
+        raise WgptError(f"{source}: {name} must be {_TYPE_NAMES.get(expected, expected.__name__)}, got {value!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -34,6 +34,10 @@ def evaluate(
     ckpt_path: Path, data: Path | None = None, max_tokens: int = 1_000_000, samples: int = 4, device: str = "auto", seed: int = 0
 ) -> dict[str, Any]:
     """Loss over the validation split (non-overlapping context windows, up to ``max_tokens``)."""
+    if max_tokens < 1:
+        raise WgptError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if samples < 0:
+        raise WgptError(f"--samples must be 0 (none) or more, got {samples}")
     ckpt = load_checkpoint(ckpt_path)
     shards = open_shards(resolve_data(ckpt, data, ckpt_path))
     if shards.modality_spec != ckpt["modality"]:

@@ -24,15 +24,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
-        raise WgptError(f"cannot write {path}: {err.strerror}; choose a writable location") from None
+        raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:  # e.g. a folder already has that name
+            raise WgptError(f"cannot write {path}: {os_reason(err)}; choose another file name") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def os_reason(err: OSError) -> str:
+    """What went wrong, in words: mkdir on a path through a file says "File exists" or "Not a directory"."""
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        return "part of that path is a file, not a folder"
+    return err.strerror or str(err)
 
 
 def _umask() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wgpt.errors import WgptError
-from wgpt.io import atomic_open, write_json
+from wgpt.io import atomic_open, os_reason, write_json
 from wgpt.modalities.base import Modality, SkipFile
 from wgpt.progress import progress_bar
 from wgpt.shards import FORMAT, META, VERSION, ShardWriter, shard_dtype
@@ -157,6 +157,8 @@ def prepare(
     """Tokenize ``sources`` into ``out/{train,val}.bin`` + ``meta.json`` (+ ``report.json``)."""
     if not 0.0 < val_fraction < 1.0:
         raise WgptError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    if workers < 0:
+        raise WgptError(f"--workers must be 0 (all cores) or more, got {workers}")
     start = time.perf_counter()
     out = Path(out)
     files = find_files(sources, modality.extensions, glob)
@@ -167,7 +169,10 @@ def prepare(
         raise WgptError(f"no usable {modality.name} files among {len(files)} ({reasons}{'; ...' if len(skipped) > 3 else ''})")
     train, val = split_by_file(loaded, modality, val_fraction, seed)
     modality.fit(train)
-    (out / META).unlink(missing_ok=True)  # the old shards stop being valid before they change
+    try:
+        (out / META).unlink(missing_ok=True)  # the old shards stop being valid before they change
+    except OSError as err:
+        raise WgptError(f"cannot write shards to {out}: {os_reason(err)}; pass a folder to --out") from None
     with progress_bar(show_progress) as bar:
         splits = {"train": write_split(out, "train", train, modality, bar), "val": write_split(out, "val", val, modality, bar)}
     input_bytes = sum(p.stat().st_size for p, _ in loaded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -43,8 +44,10 @@ def new_token_count(req: SampleRequest, modality: Modality) -> int:
     if req.seconds is not None:
         if modality.tokens_per_second is None:
             raise WgptError(f"--seconds applies to audio models; this is a {modality.name} model: use --tokens")
-        if not req.seconds > 0:
-            raise WgptError(f"--seconds must be positive, got {req.seconds}")
+        if req.tokens is not None:
+            raise WgptError("give either --tokens or --seconds, not both")
+        if not 0 < req.seconds < math.inf:
+            raise WgptError(f"--seconds must be a positive number, got {req.seconds}")
         return round(req.seconds * modality.tokens_per_second)
     if req.tokens is None:
         return round(modality.tokens_per_second) if modality.tokens_per_second else 500
@@ -58,7 +61,8 @@ def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[li
     if req.prompt is not None and req.prompt_file is not None:
         raise WgptError("give either --prompt or --prompt-file, not both")
     if req.prompt_file is not None and not req.prompt_file.is_file():
-        raise WgptError(f"prompt file {req.prompt_file} does not exist")
+        what = "is a folder" if req.prompt_file.is_dir() else "does not exist"
+        raise WgptError(f"prompt file {req.prompt_file} {what}: pass a file")
     if req.prompt is None and req.prompt_file is None:
         return modality.start_ids(), False
     ids = modality.encode_prompt(req.prompt, req.prompt_file)
@@ -75,7 +79,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
     ckpt = load_checkpoint(req.ckpt)
     modality = modality_from_spec(ckpt["modality"])
     if req.out.suffix.lower() not in modality.output_extensions:
-        raise WgptError(f"{req.out}: a {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
+        raise WgptError(f"{req.out}: this {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
     if req.soundfont is not None:
         modality.soundfont = str(req.soundfont)  # type: ignore[attr-defined]
     model = model_from_checkpoint(ckpt).to(pick_device(req.device))

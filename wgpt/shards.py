@@ -89,10 +89,10 @@ def open_shards(path: Path, verify: bool = True) -> Shards:
     """Open and check a shard folder: every split's size, and its checksum where cheap."""
     path = Path(path)
     meta = read_meta(path)
-    dtype = np.dtype(meta["dtype"])
+    dtype, splits = _layout(meta, path)
     arrays = {}
     for split in SPLITS:
-        info = meta["splits"][split]
+        info = splits[split]
         file = path / info["file"]
         size = file.stat().st_size if file.is_file() else -1
         if size != info["tokens"] * dtype.itemsize:
@@ -103,6 +103,23 @@ def open_shards(path: Path, verify: bool = True) -> Shards:
             raise WgptError(f"{file} is corrupt (checksum differs from {META}): run `wgpt prepare` again")
         arrays[split] = np.memmap(file, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
     return Shards(path, meta, arrays["train"], arrays["val"])
+
+
+def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, dict[str, Any]]]:
+    """The dtype and split entries of ``meta``, or a clear error if the file was damaged or hand-edited."""
+    try:
+        dtype = np.dtype(meta["dtype"])
+        splits = {s: meta["splits"][s] for s in SPLITS}
+        well_formed = (
+            isinstance(meta["vocab_size"], int)
+            and isinstance(meta["modality"], dict)
+            and all(splits[s]["file"] == f"{s}.bin" and isinstance(splits[s]["tokens"], int) and "sha256" in splits[s] for s in SPLITS)
+        )
+    except (KeyError, TypeError):
+        well_formed = False
+    if not well_formed:
+        raise WgptError(f"{path / META} is damaged (fields missing or of the wrong type): run `wgpt prepare` again")
+    return dtype, splits
 
 
 def _sha256(file: Path) -> str:

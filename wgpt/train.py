@@ -24,7 +24,7 @@ from wgpt import distributed as dist
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, to_dict
 from wgpt.errors import WgptError
-from wgpt.io import write_json
+from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
 from wgpt.shards import Shards, check_length, eval_offsets, get_batch, open_shards, train_offsets
@@ -50,6 +50,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def pick_device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps")
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -61,7 +63,10 @@ def pick_device(name: str) -> torch.device:
         raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
     if name == "mps" and not torch.backends.mps.is_available():
         raise WgptError("--device mps was asked for but MPS is not available: use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # e.g. cuda:x
+        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda, cuda:N or mps") from None
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -128,10 +133,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def resume_state(out: Path, model_cfg: ModelConfig, shards: Shards) -> dict[str, Any]:
     """The saved state of ``out/last.pt``, checked against this run's model and data."""
     ckpt = load_checkpoint(out / "last.pt")
+    if ckpt["modality"] != shards.modality_spec:  # first: other data changes the vocabulary, hence the model config
+        raise WgptError(f"{out}/last.pt was trained on other data (different modality or tokenizer); pass the same --data")
     if ckpt["model_config"] != to_dict(model_cfg):
         raise WgptError(f"{out}/last.pt was trained with a different model config; resume without changing model flags")
-    if ckpt["modality"] != shards.modality_spec:
-        raise WgptError(f"{out}/last.pt was trained on other data (different modality or tokenizer); pass the same --data")
     return ckpt
 
 
@@ -164,7 +169,10 @@ def train(
         if state["step"] >= train_cfg.steps:
             raise WgptError(f"{out}/last.pt is already at step {state['step']}: pass a larger --steps to continue")
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WgptError(f"cannot create the run folder {out}: {os_reason(err)}; choose another --out") from None
         write_json(out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(data)})
     runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
     return runner.run(show_progress)
@@ -197,6 +205,7 @@ class Runner:
         self.val_offsets = eval_offsets(len(shards.val), model_cfg.context, train_cfg.eval_batches * train_cfg.batch_size)
         self.micro = train_cfg.micro_batch or train_cfg.batch_size // ctx.world_size
         self.params = model.num_params()
+        self.saved_step = state["step"]  # the step of the last.pt on disk; 0: none yet
         self.flops_per_token = dist.flops_per_token(model_cfg)
 
     def mfu(self, tokens_per_s: float) -> float | None:
@@ -247,10 +256,21 @@ class Runner:
             rng=rng_state(),
             data=str(self.shards.path.resolve()),
         )
+        if name == "last.pt":
+            self.saved_step = step
+
+    def diverged(self, what: str, value: float, step: int) -> WgptError:
+        if self.saved_step:
+            kept = f"{self.out}/last.pt keeps the last good state (step {self.saved_step}); lower --lr or raise --warmup, then --resume"
+        else:
+            kept = "no checkpoint was written yet; lower --lr or raise --warmup and train again"
+        return WgptError(f"{what} became {value} at step {step}: training diverged. {kept}")
 
     def evaluate(self, step: int, train_time: float, interval_tokens: int) -> dict[str, Any]:
         """Validation, a metrics row, and checkpoints (rank 0 only)."""
         val_loss = estimate_loss(self.model, self.shards.val, self.val_offsets, self.model_cfg.context, self.cfg.batch_size, self.device)
+        if not math.isfinite(val_loss):  # never overwrite last.pt with weights whose loss is NaN
+            raise self.diverged("validation loss", val_loss, step)
         loss_sum, n = self.state["interval"]
         tokens_per_s = interval_tokens / train_time if train_time > 0 else 0.0
         row = {
@@ -265,12 +285,12 @@ class Runner:
         if self.device.type == "cuda":
             row["mfu"] = self.mfu(tokens_per_s)
         self.state["interval"] = [0.0, 0]
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:  # before last.pt: a resume drops rows past it
+            f.write(json.dumps(row) + "\n")
         if val_loss < self.state["best_val_loss"]:
             self.state["best_val_loss"] = val_loss
             self.checkpoint("best.pt", step)
         self.checkpoint("last.pt", step)
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
         return row
 
     def run(self, show_progress: bool) -> TrainResult:
@@ -289,10 +309,7 @@ class Runner:
                 t0 = time.perf_counter()
                 loss = self.train_step(step)
                 if not math.isfinite(loss):
-                    raise WgptError(
-                        f"loss became {loss} at step {step + 1}: training diverged. {self.out}/last.pt keeps the last good "
-                        f"state (step {state['step']}); lower --lr or raise --warmup, then --resume"
-                    )
+                    raise self.diverged("loss", loss, step + 1)
                 dt = time.perf_counter() - t0
                 train_time, interval_tokens = train_time + dt, interval_tokens + tokens_per_step
                 state["elapsed_s"] += dt
