@@ -84,3 +84,18 @@ def test_bad_sampling_options_are_refused(kwargs):
 def test_prompt_longer_than_context_is_refused():
     with pytest.raises(WgptError, match="longer than the model's context"):
         generate(trained_like("none", context=8), list(range(9)), 3)
+
+
+def test_byte_samples_are_valid_utf8_of_the_exact_length():
+    """An untrained byte model emits any byte; the text modality's constraint keeps UTF-8 valid."""
+    from wgpt.modalities.text import TextModality
+
+    torch.manual_seed(9)
+    model = GPT(ModelConfig(vocab_size=256, n_layer=1, n_head=2, d_model=32, d_ff=64, context=32)).eval()
+    with torch.no_grad():
+        model.head.weight[0x80:].add_(0.5)  # favour non-ASCII bytes, so broken sequences would be likely
+    modality = TextModality("bytes")
+    for seed in range(5):
+        ids = generate(model, [10], 50, seed=seed, allowed=modality.allowed_next)[0]
+        assert len(ids) == 50
+        bytes(ids).decode("utf-8")

@@ -4,13 +4,16 @@ Generation past the context slides the window by half a context at a time and re
 kept half. Training always saw windows that start at position 0, with the wavelet's averages
 clamped at the window start; re-encoding keeps generation on that distribution, and sliding by
 half a window pays one half-window prefill per half-window of new tokens. The uncached path
-(``use_cache=False``) uses the same windows, so both give the same tokens.
+(``use_cache=False``) uses the same windows, so both give the same tokens. docs/generation.md
+explains the choice and measures its cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,7 +64,52 @@ def window_start(length: int, start: int, context: int) -> int:
     return length - context // 2 if length - start > context else start
 
 
-@torch.no_grad()
+# torch's at::internal::GRAIN_SIZE: elementwise work smaller than this stays on one thread anyway.
+PARALLEL_GRAIN = 32768
+
+
+def step_threads(rows: int, d_ff: int, default: int) -> int:
+    """Intra-op threads for a CPU forward over ``rows`` positions (batch x new tokens).
+
+    A one-token step of a small model has too little work to share, yet attention and GELU
+    still wake the worker threads, and on a shared machine the spinning workers take the core
+    from the main thread: one-token steps of the tiny model ran 10-20x slower on two threads
+    than on one (docs/generation.md). Steps whose widest activation is below torch's own
+    parallel grain run on one thread; prefills and whole windows keep ``default``.
+    """
+    return 1 if rows * d_ff < PARALLEL_GRAIN else default
+
+
+@contextmanager
+def _threads_restored() -> Iterator[int]:
+    """Yield the caller's intra-op thread count, and set it back on the way out."""
+    threads = torch.get_num_threads()
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads: int) -> Tensor:
+    """Logits (B, V) of the last position of ``idx`` (B, n), continuing ``cache`` if given."""
+    if idx.device.type == "cpu":
+        threads = step_threads(idx.numel(), model.cfg.d_ff, default_threads)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+    logits, _ = model(idx, cache=cache)
+    return logits[:, -1]
+
+
+def _constrain(logits: Tensor, seq: Tensor, remaining: int, allowed: Callable[[list[int], int], np.ndarray | None]) -> Tensor:
+    """Mask the ids a modality rules out after each row's tokens so far (e.g. broken UTF-8)."""
+    masks = [allowed(row, remaining) for row in seq[:, -4:].tolist()]
+    if all(m is None for m in masks):
+        return logits
+    keep = torch.stack([torch.ones(logits.shape[-1], dtype=torch.bool) if m is None else torch.from_numpy(m) for m in masks])
+    return logits.masked_fill(~keep.to(logits.device), float("-inf"))
+
+
+@torch.inference_mode()
 def generate(
     model: GPT,
     prompt: list[int],
@@ -73,10 +121,13 @@ def generate(
     seed: int = 0,
     use_cache: bool = True,
     on_step: Callable[[Tensor], None] | None = None,
+    allowed: Callable[[list[int], int], np.ndarray | None] | None = None,
 ) -> list[list[int]]:
     """Continue ``prompt`` by ``n_tokens`` for ``num_samples`` samples in one batch.
 
     Returns only the new tokens of each sample. ``on_step`` sees each (B,) column of new ids.
+    On CPU, one-token steps run on one intra-op thread (``step_threads``); the caller's thread
+    count is restored on return.
     """
     check_sampling(temperature, top_k, top_p)
     context = model.cfg.context
@@ -89,20 +140,26 @@ def generate(
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    seq = torch.tensor(prompt, device=device).repeat(num_samples, 1)  # (B, L)
-    start, cache = 0, None
-    for _ in range(n_tokens):
-        new_start = window_start(seq.shape[1], start, context)
-        if not use_cache:
-            logits, _ = model(seq[:, new_start:])
-        elif cache is None or new_start != start:  # (re-)encode the window
-            cache = DecodeCache()
-            logits, _ = model(seq[:, new_start:], cache=cache)
-        else:
-            logits, _ = model(seq[:, -1:], cache=cache)
-        start = new_start
-        tok = next_token(logits[:, -1], temperature, top_k, top_p, gen)  # (B, 1)
-        seq = torch.cat([seq, tok], dim=1)
-        if on_step is not None:
-            on_step(tok[:, 0])
-    return seq[:, len(prompt) :].tolist()
+    # Preallocated: growing by torch.cat would copy the sequence at every step, O(n^2) for long audio.
+    seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
+    seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
+    length, start, cache = len(prompt), 0, None
+    with _threads_restored() as default_threads:
+        for _ in range(n_tokens):
+            new_start = window_start(length, start, context)
+            if not use_cache:
+                logits = _forward(model, seq[:, new_start:length], None, default_threads)
+            elif cache is None or new_start != start:  # (re-)encode the window
+                cache = DecodeCache()
+                logits = _forward(model, seq[:, new_start:length], cache, default_threads)
+            else:
+                logits = _forward(model, seq[:, length - 1 : length], cache, default_threads)
+            start = new_start
+            if allowed is not None:
+                logits = _constrain(logits, seq[:, :length], n_tokens - (length - len(prompt)), allowed)
+            tok = next_token(logits, temperature, top_k, top_p, gen)  # (B, 1)
+            seq[:, length] = tok[:, 0]
+            length += 1
+            if on_step is not None:
+                on_step(tok[:, 0])
+    return seq[:, len(prompt) : length].tolist()

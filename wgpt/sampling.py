@@ -100,6 +100,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
         seed=req.seed,
         use_cache=req.use_cache,
         on_step=on_step,
+        allowed=modality.allowed_next,
     )
     paths = output_paths(req.out, req.num_samples)
     for path, ids in zip(paths, samples, strict=False):
