@@ -41,10 +41,14 @@ def test_bench_summary_agrees_with_its_metrics_files(corpus_dir: Path, tmp_path:
             lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
             finals.append(json.loads(lines[-1])["val_loss"])
         assert saved["variants"][variant]["final_val_loss"] == pytest.approx(sum(finals) / len(finals))
+
     def metrics(run: str) -> list[dict]:
         return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
 
-    ups = [speedup(metrics(b), metrics(h)) for b, h in zip(saved["variants"]["baseline"]["runs"], saved["variants"]["haar"]["runs"], strict=False)]
+    ups = [
+        speedup(metrics(b), metrics(h))
+        for b, h in zip(saved["variants"]["baseline"]["runs"], saved["variants"]["haar"]["runs"], strict=False)
+    ]
     reached = [u for u in ups if u is not None]
     assert saved["variants"]["haar"]["speedup_reached"] == f"{len(reached)}/2"
     if reached:

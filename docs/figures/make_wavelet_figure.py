@@ -1,6 +1,6 @@
 """Draws docs/figures/wavelet_windows.png: the window each coordinate averages over.
 
-    python docs/figures/make_wavelet_figure.py
+python docs/figures/make_wavelet_figure.py
 """
 
 from __future__ import annotations
