@@ -88,9 +88,10 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x), cache, pos0))
         x = x + self.drop(self.mlp(self.ln2(x)))
         if self.wavelet is not None:
-            x, prefix = self.wavelet(x, None if cache is None else cache.get("prefix"), decoding=cache is not None)
-            if cache is not None:
-                cache["prefix"] = prefix
+            if cache is None:
+                x, _ = self.wavelet(x)
+            else:  # in-place prefix sums: O(C) per new position
+                x, cache["prefix"] = self.wavelet.step(x, cache.get("prefix"), pos0)
         return x
 
 

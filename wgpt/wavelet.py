@@ -117,6 +117,30 @@ class WaveletMix(nn.Module):
                 out = out + (hi - lo) * inv_count[:, s : s + 1] * self.mix[:, s]
         return torch.cat([keep, out.to(h.dtype)], dim=-1), cs
 
+    def step(self, h: Tensor, prefix: Tensor | None, t0: int) -> tuple[Tensor, Tensor]:
+        """Cached decoding of positions ``t0 ..`` of ``h`` (B, n, C) against a preallocated buffer.
+
+        ``prefix`` (B, context+1, H) holds the prefix sums of positions before ``t0`` in rows
+        ``0 .. t0`` (row 0 is zero); this call fills rows ``t0+1 .. t0+n``: one addition per new
+        position and coordinate, and one gather for each window start. O(C) per position.
+        """
+        keep, mod = h[..., : self.split], h[..., self.split :]
+        bsz, n, n_mod = mod.shape
+        if prefix is None:
+            acc = torch.promote_types(mod.dtype, torch.float32)  # bf16 prefix sums would lose precision
+            prefix = mod.new_zeros(bsz, self.lo_index.shape[0] + 1, n_mod, dtype=acc)
+        new = mod.to(prefix.dtype)
+        hi = prefix[:, t0 : t0 + 1] + (new if n == 1 else torch.cumsum(new, dim=1))  # (B, n, H)
+        prefix[:, t0 + 1 : t0 + n + 1] = hi
+        lo_index, inv_count = self.lo_index[t0 : t0 + n], self.inv_count[t0 : t0 + n]
+        if self.mix is None:
+            lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
+            out = (hi - lo) * inv_count
+        else:
+            lo = prefix.index_select(1, lo_index.flatten()).view(bsz, n, -1, n_mod)  # (B, n, S, H)
+            out = ((hi.unsqueeze(2) - lo) * inv_count.unsqueeze(-1) * self.mix.t()).sum(dim=2)
+        return torch.cat([keep, out.to(h.dtype)], dim=-1), prefix
+
     def _whole_window(self, h: Tensor) -> Tensor:
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
         n = h.shape[1]
