@@ -31,14 +31,14 @@ def test_fixed_matches_direct_window_means():
     torch.manual_seed(0)
     h = torch.randn(2, 64, 16, dtype=torch.float64)
     mix = WaveletMix(16, context=64).double()
-    out, _ = mix(h)
+    out = mix(h)
     torch.testing.assert_close(out, reference(h, 64))
     assert torch.equal(out[..., :8], h[..., :8])  # first half untouched
 
 
 def test_sequence_shorter_than_context_averages_what_exists():
     h = torch.randn(1, 5, 8, dtype=torch.float64)
-    out, _ = WaveletMix(8, context=64).double()(h)
+    out = WaveletMix(8, context=64).double()(h)
     torch.testing.assert_close(out, reference(h, 64))
     torch.testing.assert_close(out[0, 0], h[0, 0])  # step 0: a window of one
 
@@ -46,8 +46,8 @@ def test_sequence_shorter_than_context_averages_what_exists():
 def test_learnable_equals_fixed_at_initialisation():
     torch.manual_seed(1)
     h = torch.randn(3, 40, 24)
-    fixed, _ = WaveletMix(24, context=64)(h)
-    learned, _ = WaveletMix(24, context=64, learnable=True)(h)
+    fixed = WaveletMix(24, context=64)(h)
+    learned = WaveletMix(24, context=64, learnable=True)(h)
     torch.testing.assert_close(learned, fixed, rtol=1e-5, atol=1e-5)
 
 
@@ -60,10 +60,10 @@ def test_chunked_prefix_sums_equal_one_pass(learnable):
         if learnable:
             mix.mix.add_(0.1 * torch.randn_like(mix.mix))
     h = torch.randn(2, 32, 16)
-    whole, _ = mix(h)
+    whole = mix(h)
     parts, prefix = [], None
     for a, b in [(0, 7), (7, 8), (8, 20), (20, 32)]:
-        out, prefix = mix(h[:, a:b], prefix, decoding=True)
+        out, prefix = mix.step(h[:, a:b], prefix, a)
         parts.append(out)
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=1e-5, atol=1e-5)
 
@@ -99,7 +99,7 @@ def test_parameter_counts_at_paper_size():
 def test_gradient_matches_finite_differences(learnable):
     mix = WaveletMix(12, context=32, learnable=learnable).double()
     h = torch.randn(2, 20, 12, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: mix(x)[0], (h,))
+    assert torch.autograd.gradcheck(lambda x: mix(x), (h,))
 
 
 def test_learnable_filters_train():

@@ -10,7 +10,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -127,10 +126,10 @@ def prepare_text(
 ) -> None:
     """Tokenize text files (UTF-8). With no SRC, the bundled corpus (Milton's Paradise Lost and
     Paradise Regained, public domain) is used, so you can try wgpt with no data of your own."""
-    from wgpt.modalities.text import TextModality
+    from wgpt.modalities.text import TextModality, bundled_corpus
 
     if not sources:
-        sources = [Path(str(resources.files("wgpt") / "data" / "milton.txt"))]
+        sources = [bundled_corpus()]
         err_console.print(f"no SRC given: using the bundled corpus {sources[0]}", highlight=False)
     _run_prepare(TextModality(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
 
@@ -262,11 +261,10 @@ def train(
 
 
 def _default_ext(data: Path) -> str:
-    try:
-        name = json.loads((data / "meta.json").read_text())["modality"]["name"]
-    except (OSError, ValueError, KeyError):
-        return ".txt"
-    return {"text": ".txt", "midi": ".mid", "audio": ".wav"}.get(name, ".txt")
+    from wgpt.modalities import modality_class
+    from wgpt.shards import read_meta
+
+    return modality_class(read_meta(data)["modality"]["name"]).output_extensions[0]
 
 
 # -- eval ---------------------------------------------------------------------------------
@@ -363,19 +361,19 @@ def demo(
     from dataclasses import replace
 
     from wgpt.config import preset as get_preset
-    from wgpt.modalities.text import TextModality
+    from wgpt.modalities.text import TextModality, bundled_corpus
     from wgpt.prepare import prepare
+    from wgpt.runs import clear_run
     from wgpt.sampling import SampleRequest, sample_to_files
     from wgpt.train import train as run_training
 
-    corpus = Path(str(resources.files("wgpt") / "data" / "milton.txt"))
+    corpus = bundled_corpus()
     err_console.print(f"1/3 preparing the bundled corpus ({corpus.name}) as bytes")
     prepare(TextModality("bytes"), [corpus], out / "data", show_progress=False)
     model_cfg, train_cfg = get_preset("tiny")
     err_console.print(f"2/3 training a tiny wavelet model for {steps} steps")
     run = out / "run"
-    for name in ("last.pt", "best.pt", "metrics.jsonl"):
-        (run / name).unlink(missing_ok=True)
+    clear_run(run)
     result = run_training(out / "data", run, replace(model_cfg, wavelet="haar"), replace(train_cfg, steps=steps))
     err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):\n")
     request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)

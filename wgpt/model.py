@@ -89,7 +89,7 @@ class Block(nn.Module):
         x = x + self.drop(self.mlp(self.ln2(x)))
         if self.wavelet is not None:
             if cache is None:
-                x, _ = self.wavelet(x)
+                x = self.wavelet(x)
             else:  # in-place prefix sums: O(C) per new position
                 x, cache["prefix"] = self.wavelet.step(x, cache.get("prefix"), pos0)
         return x

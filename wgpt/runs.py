@@ -15,6 +15,13 @@ from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, load_config_fi
 from wgpt.errors import WgptError
 
 RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png")  # what a run writes and a fresh run replaces
+
+
+def clear_run(out: Path) -> None:
+    """Remove a previous run's files from ``out`` so that a fresh run does not resume or append to them."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -62,8 +69,7 @@ def plan_run(
     model_cfg = override(model_cfg, model_flags, "flags")
     train_cfg = override(train_cfg, train_flags, "flags")
     if overwrite:
-        for name in ("last.pt", "best.pt", "metrics.jsonl", "loss.png"):
-            (out / name).unlink(missing_ok=True)
+        clear_run(out)
     return RunPlan(data, out, model_cfg, train_cfg, resume=False)
 
 

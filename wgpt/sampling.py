@@ -109,21 +109,19 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
 
 
 def _streamer(modality: Modality, stream: TextIO):
-    """Print text as it is generated (text models only): decode the prefix, print what is new."""
+    """Print text as it is generated (text models only): decode the ids not yet printed."""
     decode = getattr(modality, "decode", None)
     if decode is None or modality.name != "text":
         return None
-    ids: list[int] = []
-    shown = 0
+    pending: list[int] = []
 
     def on_step(tok) -> None:
-        nonlocal shown
-        ids.append(int(tok[0]))
-        text = decode(ids)
-        if text.endswith("\ufffd"):  # a character still incomplete
+        pending.append(int(tok[0]))
+        text = decode(pending)
+        if text.endswith("\ufffd"):  # a character still incomplete: wait for its other bytes
             return
-        stream.write(text[shown:])
+        stream.write(text)
         stream.flush()
-        shown = len(text)
+        pending.clear()
 
     return on_step

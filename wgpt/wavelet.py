@@ -7,8 +7,8 @@ every step. Levels ``1 .. log2(context)`` are spread evenly over the modified ha
 than ``w(i)`` steps exist the average is over what exists.
 
 Both variants work from one cumulative sum over time, so the cost is O(B*T*C) and the same code
-serves training (the whole window at once) and cached decoding (a few new positions appended to
-the prefix sums of the earlier ones).
+serves training (the whole window at once, ``forward``) and cached decoding (new positions
+written into a buffer of prefix sums, ``step``).
 """
 
 from __future__ import annotations
@@ -88,34 +88,11 @@ class WaveletMix(nn.Module):
         self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
 
-    def forward(self, h: Tensor, prefix: Tensor | None = None, decoding: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Transform ``h`` (B, n, C) at positions ``t0 .. t0+n-1``.
-
-        ``prefix`` holds the prefix sums of the earlier positions, (B, t0+1, H) with a leading
-        zero row; ``None`` means t0 = 0. When ``decoding``, also returns the extended prefix sums,
-        which the cache keeps for the next call.
-        """
-        if not decoding and prefix is None and self.mix is None and h.dtype in (torch.float32, torch.float64):
-            return self._whole_window(h), None
-        keep, mod = h[..., : self.split], h[..., self.split :]
-        bsz, n, n_mod = mod.shape
-        acc = torch.promote_types(mod.dtype, torch.float32)  # bf16 prefix sums would lose precision
-        if prefix is None:
-            prefix = mod.new_zeros(bsz, 1, n_mod, dtype=acc)
-        t0 = prefix.shape[1] - 1
-        cs = torch.cat([prefix, prefix[:, -1:] + torch.cumsum(mod.to(acc), dim=1)], dim=1)  # (B, t0+n+1, H)
-        hi = cs[:, t0 + 1 :]  # (B, n, H)
-        lo_index = self.lo_index[t0 : t0 + n]  # (n, H) or (n, S)
-        inv_count = self.inv_count[t0 : t0 + n]
-        if self.mix is None:
-            lo = cs.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
-            out = (hi - lo) * inv_count
-        else:
-            out = torch.zeros_like(hi)
-            for s in range(self.mix.shape[1]):
-                lo = cs.index_select(1, lo_index[:, s])  # (B, n, H): same window for every coordinate
-                out = out + (hi - lo) * inv_count[:, s : s + 1] * self.mix[:, s]
-        return torch.cat([keep, out.to(h.dtype)], dim=-1), cs
+    def forward(self, h: Tensor) -> Tensor:
+        """Transform a whole window ``h`` (B, T, C), positions 0 .. T-1."""
+        if self.mix is None and h.dtype in (torch.float32, torch.float64):
+            return self._whole_window(h)  # training's case, with the hand-written backward
+        return self.step(h, None, 0)[0]
 
     def step(self, h: Tensor, prefix: Tensor | None, t0: int) -> tuple[Tensor, Tensor]:
         """Cached decoding of positions ``t0 ..`` of ``h`` (B, n, C) against a preallocated buffer.
@@ -136,9 +113,11 @@ class WaveletMix(nn.Module):
         if self.mix is None:
             lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
             out = (hi - lo) * inv_count
-        else:
-            lo = prefix.index_select(1, lo_index.flatten()).view(bsz, n, -1, n_mod)  # (B, n, S, H)
-            out = ((hi.unsqueeze(2) - lo) * inv_count.unsqueeze(-1) * self.mix.t()).sum(dim=2)
+        else:  # one scale at a time: a (B, n, S, H) stack would cost S times the memory in training
+            out = torch.zeros_like(hi)
+            for k in range(self.mix.shape[1]):
+                lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
+                out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
         return torch.cat([keep, out.to(h.dtype)], dim=-1), prefix
 
     def _whole_window(self, h: Tensor) -> Tensor:

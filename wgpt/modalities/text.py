@@ -14,6 +14,15 @@ from wgpt.io import write_atomic
 from wgpt.modalities.base import Modality, SkipFile
 
 TOKENIZERS = ("bytes", "chars", "bpe")
+
+
+def bundled_corpus() -> Path:
+    """Milton's Paradise Lost and Paradise Regained (public domain), shipped for first runs."""
+    from importlib import resources
+
+    return Path(str(resources.files("wgpt") / "data" / "milton.txt"))
+
+
 UNKNOWN_CHAR = "\ufffd"  # id 0 of the chars vocabulary: characters never seen in training
 
 
