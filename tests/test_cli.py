@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import wgpt
 from wgpt.cli import app
 
 runner = CliRunner()
@@ -120,3 +124,20 @@ def test_existing_run_is_not_overwritten_silently(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     result = run("train", "--steps", "3", *SMALL, code=2)
     assert "--resume" in result.output and "--overwrite" in result.output
+
+
+def test_console_entry_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path):
+    """``wgpt`` leaves through ``os._exit``: piped (block-buffered) output must still arrive, codes unchanged."""
+    env = {**os.environ, "PYTHONPATH": str(Path(wgpt.__file__).resolve().parents[1]), "COLUMNS": "1000"}
+
+    def entry(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wgpt", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    version = entry("--version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"wgpt {wgpt.__version__}")
+    missing = entry("sample", "--ckpt", "nope.pt", "--out", "x.txt")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().startswith("error:") and "nope.pt" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    usage = entry("sample", "--no-such-flag")
+    assert usage.returncode == 2 and "No such option" in usage.stderr

@@ -20,13 +20,17 @@ def trained_like(wavelet: str, context: int = 24, position: str = "learned") -> 
 
 @pytest.mark.parametrize("wavelet", ["none", "haar", "learnable"])
 @pytest.mark.parametrize("position", ["learned", "rope"])
-def test_cached_logits_equal_uncached_at_every_position(wavelet, position):
+@pytest.mark.parametrize("prompt", [5, 1])
+@pytest.mark.parametrize("grad", [False, True], ids=["decode-path", "window-path"])
+def test_cached_logits_equal_uncached_at_every_position(wavelet, position, prompt, grad):
+    """Without autograd, one-token steps take the model's decoding path; with it, the window path."""
     model = trained_like(wavelet, position=position)
     idx = torch.randint(0, 40, (3, 24))
-    full, _ = model(idx)
-    cache = DecodeCache()
-    first, _ = model(idx[:, :5], cache=cache)  # a prompt, then one token at a time
-    steps = [first] + [model(idx[:, t : t + 1], cache=cache)[0] for t in range(5, 24)]
+    with torch.set_grad_enabled(grad):
+        full, _ = model(idx)
+        cache = DecodeCache()
+        first, _ = model(idx[:, :prompt], cache=cache)  # a prompt, then one token at a time
+        steps = [first] + [model(idx[:, t : t + 1], cache=cache)[0] for t in range(prompt, 24)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 

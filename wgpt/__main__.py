@@ -1,6 +1,6 @@
 """``python -m wgpt`` (and ``torchrun -m wgpt``) run the command line."""
 
-from wgpt.cli import app
+from wgpt.cli import run
 
 if __name__ == "__main__":
-    app(prog_name="wgpt")
+    run()

@@ -48,10 +48,10 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
 
 def next_token(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator) -> Tensor:
     """(B, V) logits of the last position -> (B, 1) sampled ids."""
+    if top_k == 1:  # greedy: no randomness (and no use for the temperature), so cached and uncached runs agree exactly
+        return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
     if top_k is not None:
-        if top_k == 1:  # greedy: no randomness, so cached and uncached runs agree exactly
-            return logits.argmax(dim=-1, keepdim=True)
         logits = top_k_filter(logits, top_k)
     if top_p is not None and top_p < 1:
         logits = top_p_filter(logits, top_p)
@@ -100,13 +100,30 @@ def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads
     return logits[:, -1]
 
 
-def _constrain(logits: Tensor, seq: Tensor, remaining: int, allowed: Callable[[list[int], int], np.ndarray | None]) -> Tensor:
-    """Mask the ids a modality rules out after each row's tokens so far (e.g. broken UTF-8)."""
-    masks = [allowed(row, remaining) for row in seq[:, -4:].tolist()]
-    if all(m is None for m in masks):
-        return logits
-    keep = torch.stack([torch.ones(logits.shape[-1], dtype=torch.bool) if m is None else torch.from_numpy(m) for m in masks])
-    return logits.masked_fill(~keep.to(logits.device), float("-inf"))
+class _Constraint:
+    """Masks the ids a modality rules out after each row's tokens so far (e.g. broken UTF-8).
+
+    A modality has few distinct masks (a state machine's states), so each becomes a tensor on
+    the model's device once and is reused: the per-token cost is one ``masked_fill``.
+    """
+
+    def __init__(self, allowed: Callable[[list[int], int], np.ndarray | None], vocab: int, device: torch.device) -> None:
+        self.allowed, self.vocab, self.device = allowed, vocab, device
+        self.blocked: dict[bytes | None, Tensor] = {}
+
+    def __call__(self, logits: Tensor, seq: Tensor, remaining: int) -> Tensor:
+        masks = [self.allowed(row, remaining) for row in seq[:, -4:].tolist()]
+        if all(m is None for m in masks):
+            return logits
+        blocked = torch.stack([self._blocked(m) for m in masks]) if len(masks) > 1 else self._blocked(masks[0])[None]
+        return logits.masked_fill(blocked, float("-inf"))
+
+    def _blocked(self, mask: np.ndarray | None) -> Tensor:
+        key = None if mask is None else mask.tobytes()
+        if key not in self.blocked:
+            keep = torch.ones(self.vocab, dtype=torch.bool) if mask is None else torch.from_numpy(mask.copy())
+            self.blocked[key] = (~keep).to(self.device)
+        return self.blocked[key]
 
 
 @torch.inference_mode()
@@ -144,6 +161,7 @@ def generate(
     seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
     length, start, cache = len(prompt), 0, None
+    constraint = None if allowed is None else _Constraint(allowed, model.cfg.vocab_size, device)
     with _threads_restored() as default_threads:
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)
@@ -155,8 +173,8 @@ def generate(
             else:
                 logits = _forward(model, seq[:, length - 1 : length], cache, default_threads)
             start = new_start
-            if allowed is not None:
-                logits = _constrain(logits, seq[:, :length], n_tokens - (length - len(prompt)), allowed)
+            if constraint is not None:
+                logits = constraint(logits, seq[:, :length], n_tokens - (length - len(prompt)))
             tok = next_token(logits, temperature, top_k, top_p, gen)  # (B, 1)
             seq[:, length] = tok[:, 0]
             length += 1

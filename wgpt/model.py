@@ -20,7 +20,12 @@ from wgpt.wavelet import WaveletMix
 
 @dataclass
 class DecodeCache:
-    """Per-layer keys, values and wavelet prefix sums of the positions decoded so far."""
+    """Per-layer keys, values and wavelet prefix sums of the positions decoded so far.
+
+    Each layer's buffers are allocated at the first call for the whole context and filled in
+    place, so a new position costs a write of its own keys, values and sums, never a copy of
+    what is already held.
+    """
 
     layers: list[dict[str, Tensor]] = field(default_factory=list)
     length: int = 0  # positions held
@@ -46,6 +51,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_head = cfg.n_head
+        self.context = cfg.context
         self.rope = cfg.position == "rope"
         self.dropout = cfg.dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
@@ -53,25 +59,45 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None, pos0: int) -> Tensor:
         bsz, n, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=2)
-        q, k, v = (t.view(bsz, n, self.n_head, d // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, n, hd)
+        qkv = self.qkv(x).view(bsz, n, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, n, hd)
+        q, k, v = qkv.unbind(0)
         if self.rope:
             q, k = rotary(q, pos0), rotary(k, pos0)
         if cache is not None:
-            if "k" in cache:
-                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        n_past = k.shape[2] - n
+            kv = self._kv_buffer(cache, k)
+            if self.rope:
+                kv[0, :, :, pos0 : pos0 + n], kv[1, :, :, pos0 : pos0 + n] = k, v
+            else:  # one copy for both
+                kv[:, :, :, pos0 : pos0 + n] = qkv[1:]
+            k, v = kv[:, :, :, : pos0 + n].unbind(0)
         dropout = self.dropout if self.training else 0.0
-        if n_past == 0:
+        if pos0 == 0 or cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
         elif n == 1:  # one new query sees every cached key
             y = F.scaled_dot_product_attention(q, k, v)
-        else:  # a chunk after cached positions: query i sees keys up to n_past + i
-            mask = torch.ones(n, n_past + n, dtype=torch.bool, device=x.device).tril(diagonal=n_past)
+        else:  # a chunk after cached positions: query i sees keys up to pos0 + i
+            mask = torch.ones(n, pos0 + n, dtype=torch.bool, device=x.device).tril(diagonal=pos0)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(bsz, n, d)  # (B, n, C)
         return self.proj(y)
+
+    def decode_one(self, h: Tensor, cache: dict[str, Tensor], pos: int) -> Tensor:
+        """``forward`` for one new position ``h`` (B, C) after ``pos`` cached ones, in fewer operations."""
+        bsz, d = h.shape
+        qkv = F.linear(h, self.qkv.weight, self.qkv.bias).view(bsz, 3, self.n_head, 1, d // self.n_head)
+        q, k, v = qkv.unbind(1)  # (B, nh, 1, hd)
+        if self.rope:
+            q, k = rotary(q, pos), rotary(k, pos)
+        kv = self._kv_buffer(cache, k)
+        kv[0, :, :, pos : pos + 1], kv[1, :, :, pos : pos + 1] = k, v
+        y = F.scaled_dot_product_attention(q, kv[0, :, :, : pos + 1], kv[1, :, :, : pos + 1])  # (B, nh, 1, hd)
+        return F.linear(y.view(bsz, d), self.proj.weight, self.proj.bias)
+
+    def _kv_buffer(self, cache: dict[str, Tensor], k: Tensor) -> Tensor:
+        """The layer's (2, B, nh, context, hd) keys and values, allocated at the first call and then filled in place."""
+        if "kv" not in cache:
+            cache["kv"] = k.new_empty(2, k.shape[0], self.n_head, self.context, k.shape[-1])
+        return cache["kv"]
 
 
 class Block(nn.Module):
@@ -85,14 +111,28 @@ class Block(nn.Module):
         self.wavelet = None if cfg.wavelet == "none" else WaveletMix(cfg.d_model, cfg.context, cfg.wavelet == "learnable")
 
     def forward(self, x: Tensor, cache: dict[str, Tensor] | None, pos0: int) -> Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), cache, pos0))
-        x = x + self.drop(self.mlp(self.ln2(x)))
+        x = x + self._drop(self.attn(self.ln1(x), cache, pos0))
+        x = x + self._drop(self.mlp(self.ln2(x)))
         if self.wavelet is not None:
             if cache is None:
                 x = self.wavelet(x)
             else:  # in-place prefix sums: O(C) per new position
                 x, cache["prefix"] = self.wavelet.step(x, cache.get("prefix"), pos0)
         return x
+
+    def decode_one(self, x: Tensor, cache: dict[str, Tensor], pos: int) -> Tensor:
+        """``forward`` for one new position ``x`` (B, C) after ``pos`` cached ones (inference only)."""
+        # Functional calls on the modules' parameters: each module call costs as much as a small op here.
+        x = x + self.attn.decode_one(_layer_norm(self.ln1, x), cache, pos)
+        fc, _, out = self.mlp
+        x = x + F.linear(F.gelu(F.linear(_layer_norm(self.ln2, x), fc.weight, fc.bias)), out.weight, out.bias)
+        if self.wavelet is not None:
+            cache["prefix"] = self.wavelet.decode_one(x, cache.get("prefix"), pos)  # updates x in place
+        return x
+
+    def _drop(self, y: Tensor) -> Tensor:
+        """Dropout while training; otherwise skip the module call, which one-token decoding steps feel."""
+        return self.drop(y) if self.training and self.drop.p else y
 
 
 class GPT(nn.Module):
@@ -131,10 +171,13 @@ class GPT(nn.Module):
         n = idx.shape[1]
         if self.pos_emb is not None and pos0 + n > self.cfg.context:
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed the context of {self.cfg.context}")
+        if cache is not None and n == 1 and targets is None and not (self.training or torch.is_grad_enabled()):
+            return self._decode_one(idx[:, 0], cache).unsqueeze(1), None
         x = self.tok_emb(idx)  # (B, n, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(pos0, pos0 + n, device=idx.device))
-        x = self.drop(x)
+            x = x + self.pos_emb.weight[pos0 : pos0 + n]
+        if self.training and self.drop.p:
+            x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, None if cache is None else cache.layer(i), pos0)
         if cache is not None:
@@ -144,3 +187,24 @@ class GPT(nn.Module):
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, loss
+
+    def _decode_one(self, tok: Tensor, cache: DecodeCache) -> Tensor:
+        """Logits (B, V) of one new token per row, ``tok`` (B,), after the cached positions.
+
+        The same computation as ``forward``, written for the shape of decoding: a small model's
+        one-token step is bound by the number of tensor operations, not by arithmetic, so this
+        path skips the reshapes a window needs and updates buffers in place. Tests check that
+        it gives ``forward``'s logits at every position.
+        """
+        pos = cache.length
+        x = self.tok_emb.weight[tok]  # (B, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb.weight[pos]
+        for i, block in enumerate(self.blocks):
+            x = block.decode_one(x, cache.layer(i), pos)
+        cache.length += 1
+        return F.linear(_layer_norm(self.ln_f, x), self.head.weight)
+
+
+def _layer_norm(ln: nn.LayerNorm, x: Tensor) -> Tensor:
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)

@@ -4,6 +4,7 @@ paper's text8 runs), or as byte-level BPE trained on the corpus with Hugging Fac
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -172,17 +173,23 @@ def _open_character(tail: bytes) -> tuple[int, int]:
 
 
 def utf8_allowed(tail: bytes, remaining: int) -> np.ndarray:
-    """Boolean mask over the 256 byte values that may follow ``tail`` in valid UTF-8."""
-    allowed = np.zeros(256, dtype=bool)
+    """Boolean mask over the 256 byte values that may follow ``tail`` in valid UTF-8 (read-only, shared)."""
     need, lead = _open_character(tail)
+    return _utf8_mask(need, lead if need and tail[-1] == lead else 0, min(remaining, 4))
+
+
+@functools.cache
+def _utf8_mask(need: int, after_lead: int, remaining: int) -> np.ndarray:
+    """The mask for a state: continuation bytes still ``need``ed, the lead byte just written (or 0), ``remaining`` (at most 4)."""
+    allowed = np.zeros(256, dtype=bool)
     if need:
-        low, high = 0x80, 0xBF
-        if tail[-1] == lead:  # the byte right after the lead has narrower ranges (RFC 3629)
-            low, high = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(lead, (low, high))
+        # the byte right after the lead has narrower ranges (RFC 3629)
+        low, high = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(after_lead, (0x80, 0xBF))
         allowed[low : high + 1] = True
-        return allowed
-    allowed[:0x80] = True
-    for first, last, extra in ((0xC2, 0xDF, 1), (0xE0, 0xEF, 2), (0xF0, 0xF4, 3)):
-        if remaining >= 1 + extra:
-            allowed[first : last + 1] = True
+    else:
+        allowed[:0x80] = True
+        for first, last, extra in ((0xC2, 0xDF, 1), (0xE0, 0xEF, 2), (0xF0, 0xF4, 3)):
+            if remaining >= 1 + extra:
+                allowed[first : last + 1] = True
+    allowed.flags.writeable = False  # one array per state, shared by every caller
     return allowed
