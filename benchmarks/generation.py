@@ -33,9 +33,9 @@ from wgpt.model import GPT
 Runner = Callable[[int], None]  # generates n new tokens
 
 
-def wgpt_runner(cfg: ModelConfig, use_cache: bool) -> Runner:
+def wgpt_runner(cfg: ModelConfig, use_cache: bool, device: torch.device) -> Runner:
     torch.manual_seed(0)
-    model = GPT(cfg).eval()
+    model = GPT(cfg).to(device).eval()
 
     def run(n: int) -> None:
         generate(model, [0], n, top_k=1, use_cache=use_cache)
@@ -68,7 +68,7 @@ def hf_model(cfg: ModelConfig):
     return GPT2LMHeadModel(config).eval()
 
 
-def hf_runner(model, context: int, d_ff: int) -> Runner:
+def hf_runner(model, context: int, d_ff: int, device: torch.device) -> Runner:
     """Greedy decoding with GPT-2's KV cache, sliding and re-encoding as ``wgpt.generate`` does."""
 
     # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
@@ -82,9 +82,9 @@ def hf_runner(model, context: int, d_ff: int) -> Runner:
             for _ in range(n):
                 new_start = window_start(len(seq), start, context)
                 fresh = past is None or new_start != start
-                ids = torch.tensor([seq[new_start:] if fresh else seq[-1:]])  # (1, n)
+                ids = torch.tensor([seq[new_start:] if fresh else seq[-1:]], device=device)  # (1, n)
                 threads = step_threads(ids.numel(), d_ff, default)  # wgpt's thread policy
-                if threads != torch.get_num_threads():
+                if device.type == "cpu" and threads != torch.get_num_threads():
                     torch.set_num_threads(threads)
                 out = model(input_ids=ids, use_cache=True, **{key: None if fresh else past})
                 start, past = new_start, getattr(out, key)
@@ -95,11 +95,11 @@ def hf_runner(model, context: int, d_ff: int) -> Runner:
     return run
 
 
-def runners(cfg: ModelConfig, hf: bool) -> dict[str, Runner]:
-    rows = {"wgpt cached": wgpt_runner(cfg, True), "wgpt uncached": wgpt_runner(cfg, False)}
+def runners(cfg: ModelConfig, hf: bool, device: torch.device) -> dict[str, Runner]:
+    rows = {"wgpt cached": wgpt_runner(cfg, True, device), "wgpt uncached": wgpt_runner(cfg, False, device)}
     model = hf_model(cfg) if hf else None
     if model is not None:
-        rows["HF GPT-2 cached"] = hf_runner(model, cfg.context, cfg.d_ff)
+        rows["HF GPT-2 cached"] = hf_runner(model.to(device), cfg.context, cfg.d_ff, device)
     return rows
 
 
@@ -145,6 +145,7 @@ def main() -> None:
         help="wall time, or this process's CPU time: steadier on a shared machine, equal to wall time on an idle one with --threads 1",
     )
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face GPT-2 even if installed")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 64 and 256 new tokens, 3 rounds")
     args = parser.parse_args()
     if args.quick:
@@ -153,13 +154,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} CPUs, "
         f"wavelet {args.wavelet}, batch 1, tokens per {args.clock} second"
     )
     results = []
     for name in args.presets.split(","):
         cfg = replace(preset(name)[0], wavelet=args.wavelet)
-        rows = runners(cfg, hf=not args.no_hf)
+        rows = runners(cfg, hf=not args.no_hf, device=torch.device(args.device))
         for n in (int(t) for t in args.tokens.split(",")):
             results.append((name, n, measure(rows, n, args.rounds, clock)))
             print(f"  {name} {n}: " + ", ".join(f"{k} {v:.1f} tok/s" for k, v in results[-1][2].items()), flush=True)

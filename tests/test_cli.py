@@ -53,6 +53,12 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_help_shows_computed_defaults():
+    """Rich markup would swallow a '[default: ...]' written into a help string."""
+    assert "default: 500" in runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "200"}).output
+    assert "default: data/MODALITY" in runner.invoke(app, ["prepare", "text", "--help"], env={"COLUMNS": "200"}).output
+
+
 def test_prepare_train_eval_sample(workdir: Path):
     assert (workdir / "data" / "text" / "meta.json").is_file()
     run("train", "--steps", "6", *SMALL)

@@ -80,7 +80,7 @@ def main(
 
 # -- prepare ------------------------------------------------------------------------------
 Sources = Annotated[Optional[list[Path]], typer.Argument(help="Files and folders (searched recursively).", show_default=False)]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: data/MODALITY].")]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: data/MODALITY).")]
 Glob = Annotated[Optional[str], typer.Option(help="Only files whose name matches this pattern, e.g. '*.txt'.")]
 ValFraction = Annotated[float, typer.Option(help="Share of files (or of a single file) kept for validation.")]
 Workers = Annotated[int, typer.Option(help="Parallel reader processes; 0 = all cores.")]
@@ -183,7 +183,7 @@ def train(
     ] = None,
     preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in total (also when resuming).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder [default: runs/DATA-VARIANT].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/DATA-VARIANT).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
     config: Annotated[Optional[Path], typer.Option(help='JSON or TOML file: {"preset": ..., "model": {...}, "train": {...}}.')] = None,
@@ -273,7 +273,7 @@ def _default_ext(data: Path) -> str:
 @cli_errors
 def eval_cmd(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train` (best.pt or last.pt).")],
-    data: Annotated[Optional[Path], typer.Option(help="Prepared data [default: what the checkpoint was trained on].")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Prepared data (default: what the checkpoint was trained on).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Evaluate at most this many validation tokens.")] = 1_000_000,
     samples: Annotated[int, typer.Option(help="Generated samples for the modality's statistics (MIDI, audio); 0 skips.")] = 4,
@@ -313,7 +313,7 @@ def sample(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .txt for text, .mid/.wav for MIDI, .wav for audio.")],
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (text models).")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="File to continue: text, .mid or audio, per the model.")] = None,
-    tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate [default: 500; audio: 1 second].")] = None,
+    tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate (default: 500; audio: 1 second).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Audio: seconds to generate (instead of --tokens).")] = None,
     temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
     top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
@@ -394,7 +394,7 @@ def bench_cmd(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; several give mean and spread.")] = "1337",
     larger: Annotated[bool, typer.Option("--larger", help="Add a baseline with 2x the blocks and 1.5x the width.")] = False,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the summary [default: runs/bench-DATA].")
+        Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the summary (default: runs/bench-DATA).")
     ] = None,
     context: Annotated[Optional[int], typer.Option(help="Context length in tokens.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
@@ -429,7 +429,7 @@ def bench_cmd(
     )
     out = out or Path("runs") / f"bench-{data.name}"
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
-    out_console.print(markdown_table(summary), highlight=False)
+    out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
     out_console.print(f"wrote {out}/summary.json, summary.md, val_loss.png", highlight=False)
 
 

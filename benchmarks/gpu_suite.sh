@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every GPU figure in docs/performance.md in one go, for a machine with one CUDA GPU:
+#   bash benchmarks/gpu_suite.sh TEXT_FILE OUT_DIR [STEPS]
+# 1. benchmarks/gpu_check.py: CPU/GPU parity of training steps, tokens/s and MFU per variant.
+# 2. wgpt bench on TEXT_FILE as bytes, paper preset: the speed-up as PAPER.md defines it.
+# 3. benchmarks/generation.py on the GPU: cached vs uncached decoding, and HF GPT-2.
+# Each part has its own time limit and writes to OUT_DIR as it goes, so a slow part costs only itself.
+set -uo pipefail
+text=$1 out=$2 steps=${3:-1500}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+$py -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' | tee "$out/device.txt"
+
+timeout 200 $py benchmarks/gpu_check.py --rounds 6 --json-out "$out/gpu_check.json" 2>&1 | tee "$out/gpu_check.log"
+
+work=$(mktemp -d)
+$py -m wgpt prepare text "$text" --out "$work/data" -q
+timeout 240 $py -m wgpt bench --data "$work/data" --preset paper --steps "$steps" --eval-interval 50 \
+    --variants baseline,haar,learnable --device cuda --out "$work/bench" -q 2>&1 | tee "$out/bench.log"
+cp "$work"/bench/summary.json "$work"/bench/summary.md "$work"/bench/val_loss.png "$out"/ 2>/dev/null
+
+timeout 120 $py benchmarks/generation.py --device cuda --presets tiny,paper --tokens 256,1024 2>&1 | tee "$out/generation.log"
