@@ -245,11 +245,12 @@ def main() -> int:
     torch.set_float32_matmul_precision("high")  # TF32 matmuls, as wgpt train on CUDA
     rows = []
     for name, (model_cfg, train_cfg) in configs.items():
-        rows += throughput(name, model_cfg, train_cfg, variants, device, rounds, args.compile)
+        preset_rows = throughput(name, model_cfg, train_cfg, variants, device, rounds, args.compile)
+        rows += preset_rows
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next preset's models start from a clean pool
         print(f"{name}: done after {time.perf_counter() - start:.0f} s", flush=True)
-    print(table(rows))
+        print(table(preset_rows), flush=True)  # now, in case a later preset runs out of time
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.json_out:
         result = info | {"parity": checks, "throughput": rows, "rounds": rounds, "seconds": time.perf_counter() - start}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure in docs/performance.md in one go, for a machine with one CUDA GPU:
+# Every GPU figure in docs/performance.md in one go, for a machine with one CUDA GPU; run from the
+# repository root:
 #   bash benchmarks/gpu_suite.sh TEXT_FILE OUT_DIR [STEPS]
 # 1. benchmarks/gpu_check.py: CPU/GPU parity of training steps, tokens/s and MFU per variant.
 # 2. wgpt bench on TEXT_FILE as bytes, paper preset: the speed-up as PAPER.md defines it.
@@ -8,7 +9,7 @@
 set -uo pipefail
 text=$1 out=$2 steps=${3:-1500}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the scripts import wgpt from this checkout
 py=${PYTHON:-python3}
 $py -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' | tee "$out/device.txt"
 
