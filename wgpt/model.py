@@ -64,12 +64,7 @@ class CausalSelfAttention(nn.Module):
         if self.rope:
             q, k = rotary(q, pos0), rotary(k, pos0)
         if cache is not None:
-            kv = self._kv_buffer(cache, k)
-            if self.rope:
-                kv[0, :, :, pos0 : pos0 + n], kv[1, :, :, pos0 : pos0 + n] = k, v
-            else:  # one copy for both
-                kv[:, :, :, pos0 : pos0 + n] = qkv[1:]
-            k, v = kv[:, :, :, : pos0 + n].unbind(0)
+            k, v = self._cached(cache, k, v, pos0)
         dropout = self.dropout if self.training else 0.0
         if pos0 == 0 or cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
@@ -88,16 +83,20 @@ class CausalSelfAttention(nn.Module):
         q, k, v = qkv.unbind(1)  # (B, nh, 1, hd)
         if self.rope:
             q, k = rotary(q, pos), rotary(k, pos)
-        kv = self._kv_buffer(cache, k)
-        kv[0, :, :, pos : pos + 1], kv[1, :, :, pos : pos + 1] = k, v
-        y = F.scaled_dot_product_attention(q, kv[0, :, :, : pos + 1], kv[1, :, :, : pos + 1])  # (B, nh, 1, hd)
+        y = F.scaled_dot_product_attention(q, *self._cached(cache, k, v, pos))  # (B, nh, 1, hd)
         return F.linear(y.view(bsz, d), self.proj.weight, self.proj.bias)
 
-    def _kv_buffer(self, cache: dict[str, Tensor], k: Tensor) -> Tensor:
-        """The layer's (2, B, nh, context, hd) keys and values, allocated at the first call and then filled in place."""
-        if "kv" not in cache:
-            cache["kv"] = k.new_empty(2, k.shape[0], self.n_head, self.context, k.shape[-1])
-        return cache["kv"]
+    def _cached(self, cache: dict[str, Tensor], k: Tensor, v: Tensor, pos0: int) -> tuple[Tensor, Tensor]:
+        """Write ``k``, ``v`` (B, nh, n, hd) at ``pos0`` into the layer's buffers; return the keys and values so far.
+
+        The (B, nh, context, hd) buffers are allocated at the first call and then filled in place.
+        """
+        if "k" not in cache:
+            cache["k"], cache["v"] = (k.new_empty(k.shape[0], self.n_head, self.context, k.shape[-1]) for _ in range(2))
+        n, end = k.shape[2], pos0 + k.shape[2]
+        cache["k"].narrow(2, pos0, n).copy_(k)
+        cache["v"].narrow(2, pos0, n).copy_(v)
+        return cache["k"].narrow(2, 0, end), cache["v"].narrow(2, 0, end)
 
 
 class Block(nn.Module):
@@ -197,7 +196,7 @@ class GPT(nn.Module):
         it gives ``forward``'s logits at every position.
         """
         pos = cache.length
-        x = self.tok_emb.weight[tok]  # (B, C)
+        x = F.embedding(tok, self.tok_emb.weight)  # (B, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb.weight[pos]
         for i, block in enumerate(self.blocks):
