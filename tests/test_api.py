@@ -23,3 +23,24 @@ def test_prepare_train_evaluate_generate_from_python(corpus_dir: Path, tmp_path:
     model = model_from_checkpoint(load_checkpoint(tmp_path / "run" / "best.pt"))
     ids = generate(model, modality.tokenize("Of Man")[0].tolist(), 20, seed=0)[0]
     assert len(ids) == 20 and len(modality.decode(ids)) == 20
+
+
+def test_streamed_text_is_the_written_text(tmp_path: Path):
+    """What a terminal sees while sampling: the prompt, every new character once, then a line break."""
+    import io
+
+    import torch
+
+    from wgpt import GPT, SampleRequest, sample_to_files
+    from wgpt.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    modality = TextModality("bytes")
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, GPT(ModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, context=16)), modality.spec())
+    for prompt in ("Ève dit: « ", None):  # multi-byte characters in the prompt; no prompt at all
+        shown = io.StringIO()
+        (path,) = sample_to_files(SampleRequest(ckpt=ckpt, out=tmp_path / "s.txt", prompt=prompt, tokens=60, seed=3), stream_to=shown)
+        written = path.read_text(encoding="utf-8")
+        assert written.startswith(prompt or "") and len(written.encode()) == len((prompt or "").encode()) + 60
+        assert shown.getvalue() == (written if written.endswith("\n") else written + "\n")

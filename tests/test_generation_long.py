@@ -1,4 +1,4 @@
-"""Generation past the context: cached equals uncached, the window policy, batches, streaming, threads."""
+"""Generation past the context: cached equals uncached, the window policy, batches, threads."""
 
 from __future__ import annotations
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+from torch import Tensor
 
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
@@ -88,7 +91,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
     context_prompt = prompt
     if len(prompt) > model.cfg.context and req.trim_prompt:
         context_prompt = prompt[-model.cfg.context :]
-    on_step = _streamer(modality, stream_to) if stream_to is not None and req.num_samples == 1 else None
+    stream = _TextStream.open(modality, stream_to, prompt if keep_prompt else []) if req.num_samples == 1 else None
     samples = generate(
         model,
         context_prompt,
@@ -99,29 +102,52 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
         num_samples=req.num_samples,
         seed=req.seed,
         use_cache=req.use_cache,
-        on_step=on_step,
+        on_step=stream,
         allowed=modality.allowed_next,
     )
+    if stream is not None:
+        stream.close()
     paths = output_paths(req.out, req.num_samples)
     for path, ids in zip(paths, samples, strict=False):
         modality.write((prompt if keep_prompt else []) + ids, path)
     return paths
 
 
-def _streamer(modality: Modality, stream: TextIO):
-    """Print text as it is generated (text models only): decode the ids not yet printed."""
-    decode = getattr(modality, "decode", None)
-    if decode is None or modality.name != "text":
-        return None
-    pending: list[int] = []
+class _TextStream:
+    """Prints a text model's output as it is generated: the prompt, then each new token once it decodes."""
 
-    def on_step(tok) -> None:
-        pending.append(int(tok[0]))
-        text = decode(pending)
+    def __init__(self, decode: Callable[[list[int]], str], out: TextIO) -> None:
+        self.decode, self.out = decode, out
+        self.pending: list[int] = []
+        self.last = "\n"
+
+    @classmethod
+    def open(cls, modality: Modality, out: TextIO | None, prompt: list[int]) -> _TextStream | None:
+        """A stream for text models when ``out`` is given; None otherwise."""
+        decode = getattr(modality, "decode", None)
+        if out is None or decode is None or modality.name != "text":
+            return None
+        stream = cls(decode, out)
+        stream._write(decode(prompt))
+        return stream
+
+    def __call__(self, tok: Tensor) -> None:
+        self.pending.append(int(tok[0]))
+        text = self.decode(self.pending)
         if text.endswith("\ufffd"):  # a character still incomplete: wait for its other bytes
             return
-        stream.write(text)
-        stream.flush()
-        pending.clear()
+        self._write(text)
+        self.pending.clear()
 
-    return on_step
+    def close(self) -> None:
+        """End the printed text with a line break, so what follows starts on its own line."""
+        if self.pending:
+            self._write(self.decode(self.pending))
+        if self.last != "\n":
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.last = text[-1]
