@@ -134,14 +134,19 @@ def test_one_token_steps_run_on_one_thread_and_prefills_on_the_callers():
     assert {c["threads"] for c in calls if c["n"] == 1} == {1}
 
 
-def test_threads_are_restored_when_a_callback_fails():
+def test_settings_are_restored_when_a_callback_fails():
+    seen = []
+
     def boom(_column):
+        seen.append(torch.backends.mkldnn.enabled)
         raise RuntimeError("stop")
 
     before = torch.get_num_threads()
+    assert torch.backends.mkldnn.enabled
     with pytest.raises(RuntimeError, match="stop"):
         generate(model_for("none"), [1, 2], 10, on_step=boom)
-    assert torch.get_num_threads() == before
+    assert seen == [False]  # oneDNN is off while decoding
+    assert torch.get_num_threads() == before and torch.backends.mkldnn.enabled
 
 
 def test_step_threads_follow_the_work_per_step():

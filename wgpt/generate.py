@@ -81,13 +81,20 @@ def step_threads(rows: int, d_ff: int, default: int) -> int:
 
 
 @contextmanager
-def _threads_restored() -> Iterator[int]:
-    """Yield the caller's intra-op thread count, and set it back on the way out."""
-    threads = torch.get_num_threads()
+def _decoding_settings() -> Iterator[int]:
+    """Yield the caller's intra-op thread count; set it, and oneDNN's switch, back on the way out.
+
+    Inside, oneDNN is off: on a CPU it serves GELU here, and its fixed cost per call (about 5 us,
+    against 1.4 us for torch's own kernel on a 512-wide row) is a tenth of a small model's
+    one-token step. Both paths, cached and uncached, run under the same setting.
+    """
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
     try:
         yield threads
     finally:
         torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = onednn
 
 
 def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads: int) -> Tensor:
@@ -162,7 +169,7 @@ def generate(
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
     length, start, cache = len(prompt), 0, None
     constraint = None if allowed is None else _Constraint(allowed, model.cfg.vocab_size, device)
-    with _threads_restored() as default_threads:
+    with _decoding_settings() as default_threads:
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)
             if not use_cache:
