@@ -137,5 +137,14 @@ def bench(
     write_json(out / "summary.json", summary)
     write_atomic(out / "summary.md", markdown_table(summary).encode("utf-8"))
     curves = {f"{r.variant} (seed {r.seed})": ([x["step"] for x in r.rows], [x["val_loss"] for x in r.rows]) for r in runs}
-    plot_curves(curves, out / "val_loss.png", f"validation loss, {data.name}", ylabel="val loss (nats/token)")
+    # One colour per variant, one line style per seed: several seeds stay readable.
+    dashes = ["-", "--", ":", "-."]
+    styles = {
+        f"{r.variant} (seed {r.seed})": {
+            "color": f"C{variants.index(r.variant) % 10}",
+            "linestyle": dashes[seeds.index(r.seed) % len(dashes)],
+        }
+        for r in runs
+    }
+    plot_curves(curves, out / "val_loss.png", f"validation loss, {data.name}", ylabel="val loss (nats/token)", styles=styles)
     return summary

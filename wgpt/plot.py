@@ -13,8 +13,14 @@ def plot_losses(rows: list[dict[str, Any]], path: Path, title: str = "loss") -> 
     plot_curves({"train": _series(rows, "train_loss"), "val": _series(rows, "val_loss")}, path, title)
 
 
-def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path, title: str, ylabel: str = "loss (nats/token)") -> None:
-    """One line per named (steps, values) series."""
+def plot_curves(
+    curves: dict[str, tuple[list[float], list[float]]],
+    path: Path,
+    title: str,
+    ylabel: str = "loss (nats/token)",
+    styles: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """One line per named (steps, values) series; ``styles`` gives matplotlib styles per name (colour, line style)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,12 +29,14 @@ def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path, 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, (steps, values) in curves.items():
         if steps:
-            ax.plot(steps, values, label=name, marker="o" if len(steps) < 30 else None, markersize=3)
+            style = (styles or {}).get(name, {})
+            ax.plot(steps, values, label=name, marker="o" if len(steps) < 30 else None, markersize=3, **style)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    many = len(curves) > 6
+    ax.legend(fontsize="small" if many else None, ncol=2 if many else 1)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
