@@ -38,9 +38,12 @@ def test_streamed_text_is_the_written_text(tmp_path: Path):
     modality = TextModality("bytes")
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, GPT(ModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, context=16)), modality.spec())
-    for prompt in ("Ève dit: « ", None):  # multi-byte characters in the prompt; no prompt at all
+    for prompt in ("Ève dit: « ", "\x1b[2J", None):  # multi-byte characters; a terminal escape; no prompt at all
         shown = io.StringIO()
         (path,) = sample_to_files(SampleRequest(ckpt=ckpt, out=tmp_path / "s.txt", prompt=prompt, tokens=60, seed=3), stream_to=shown)
         written = path.read_text(encoding="utf-8")
         assert written.startswith(prompt or "") and len(written.encode()) == len((prompt or "").encode()) + 60
-        assert shown.getvalue() == (written if written.endswith("\n") else written + "\n")
+        # The terminal sees the same text, control characters (but tab and line breaks) made harmless.
+        visible = "".join("\ufffd" if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0 else c for c in written)
+        assert shown.getvalue() == (visible if visible.endswith("\n") else visible + "\n")
+        assert "\x1b" not in shown.getvalue()

@@ -376,10 +376,10 @@ def demo(
     run = out / "run"
     clear_run(run)
     result = run_training(out / "data", run, replace(model_cfg, wavelet="haar"), replace(train_cfg, steps=steps))
-    err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):\n")
+    err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):")  # the "\n" prompt spaces it
     request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)
     for path in sample_to_files(request, stream_to=sys.stdout):
-        out_console.print(f"\n\nwrote {path}; the run is in {run} (try: wgpt eval --ckpt {run}/best.pt)", highlight=False)
+        out_console.print(f"\nwrote {path}; the run is in {run} (try: wgpt eval --ckpt {run}/best.pt)", highlight=False)
 
 
 # -- bench --------------------------------------------------------------------------------

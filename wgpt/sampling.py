@@ -113,6 +113,11 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
     return paths
 
 
+# Control characters other than tab, line feed and carriage return would act on the terminal
+# (an untrained byte model emits ESC sequences); the stream shows them as U+FFFD. Files keep them.
+_UNPRINTABLE = {c: "\ufffd" for c in [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]}
+
+
 class _TextStream:
     """Prints a text model's output as it is generated: the prompt, then each new token once it decodes."""
 
@@ -148,6 +153,6 @@ class _TextStream:
 
     def _write(self, text: str) -> None:
         if text:
-            self.out.write(text)
+            self.out.write(text.translate(_UNPRINTABLE))
             self.out.flush()
             self.last = text[-1]
