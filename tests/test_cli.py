@@ -147,3 +147,14 @@ def test_console_entry_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path
     assert len(missing.stderr.strip().splitlines()) == 1
     usage = entry("sample", "--no-such-flag")
     assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path, corpus_dir: Path, monkeypatch):
+    """Rich would read '[/]' or '[bold]' in a path as markup: crash, or print another path."""
+    monkeypatch.chdir(tmp_path)
+    missing = run("sample", "--ckpt", "runs[/]x.pt", "--out", "x.txt", code=2)
+    assert "checkpoint runs[/]x.pt does not exist" in missing.output
+    (corpus_dir / "empty[bold].txt").write_text("", encoding="utf-8")
+    prepared = runner.invoke(app, ["prepare", "text", str(corpus_dir), "--out", "data[red]", "-q"], env={"COLUMNS": "300"})
+    assert prepared.exit_code == 0, prepared.output
+    assert "empty[bold].txt: empty file" in prepared.output and "data[red]" in prepared.output

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wgpt import __version__
@@ -37,6 +38,11 @@ out_console = Console()
 _debug = False
 
 
+def _e(value: object) -> str:
+    """``value`` as text that rich prints as it is: paths and messages may hold '[...]'."""
+    return escape(str(value))
+
+
 def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Report expected failures as one line and a non-zero exit, not a traceback."""
 
@@ -47,14 +53,14 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except WgptError as err:
             if _debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {_e(err)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as err:  # the file system said no: a file where a folder belongs, a full disk, no permission
             if _debug:
                 raise
             where = err.filename2 or err.filename or "a file"
             message = f"cannot use {where}: {os_reason(err)}; check the path, or pass another one"
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {_e(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
@@ -94,9 +100,9 @@ def _run_prepare(
 
     out = out or Path("data") / modality.name
     report = prepare(modality, sources, out, glob=glob, val_fraction=val_fraction, workers=workers, show_progress=not quiet)
-    table = Table(title=f"prepared {modality.name} -> {report.out}", show_header=False)
+    table = Table(title=f"prepared {modality.name} -> {_e(report.out)}", show_header=False)
     table.add_row("files used", f"{report.files:,}")
-    table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {report.out}/report.json)" if report.skipped else ""))
+    table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {_e(report.out)}/report.json)" if report.skipped else ""))
     table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB")
     for split in ("train", "val"):
         units = ", ".join(f"{v:,.0f} {k}s" for k, v in report.units[split].items() if k != "second")
@@ -108,9 +114,9 @@ def _run_prepare(
     table.add_row("seconds", f"{report.seconds:.1f}")
     out_console.print(table)
     for path, reason in report.skipped[:10]:
-        err_console.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {_e(path)}: {_e(reason)}", highlight=False)
     if len(report.skipped) > 10:
-        err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {report.out}/report.json[/]")
+        err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {_e(report.out)}/report.json[/]")
 
 
 @prepare_app.command("text")
@@ -131,7 +137,7 @@ def prepare_text(
 
     if not sources:
         sources = [bundled_corpus()]
-        err_console.print(f"no SRC given: using the bundled corpus {sources[0]}", highlight=False)
+        err_console.print(f"no SRC given: using the bundled corpus {_e(sources[0])}", highlight=False)
     _run_prepare(TextModality(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
 
 
@@ -250,13 +256,13 @@ def train(
         raise typer.Exit(130 if result.interrupted else 0)
     if result.interrupted:
         err_console.print(
-            f"[yellow]stopped at step {result.step}; saved {result.out}/last.pt. Continue with the same command plus --resume.[/]"
+            f"[yellow]stopped at step {result.step}; saved {_e(result.out)}/last.pt. Continue with the same command plus --resume.[/]"
         )
         raise typer.Exit(130)
     out_console.print(
         f"trained {result.params:,} parameters for {result.step} steps: best val loss {result.best_val_loss:.4f} nats/token\n"
-        f"wrote {result.out}/best.pt, last.pt, metrics.jsonl, loss.png\n"
-        f"next: wgpt sample --ckpt {result.out}/best.pt --out sample{_default_ext(plan.data)}",
+        f"wrote {_e(result.out)}/best.pt, last.pt, metrics.jsonl, loss.png\n"
+        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data)}",
         highlight=False,
     )
 
@@ -286,7 +292,7 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{ckpt} ({result['modality']}, wavelet {result['wavelet']}, step {result['step']})", show_header=False)
+    table = Table(title=f"{_e(ckpt)} ({result['modality']}, wavelet {result['wavelet']}, step {result['step']})", show_header=False)
     for key, value in result.items():
         if key in ("statistics", "modality", "wavelet", "step"):
             continue
@@ -348,7 +354,7 @@ def sample(
     )
     stream_to = sys.stdout if stream and sys.stdout.isatty() else None
     for path in sample_to_files(request, stream_to=stream_to):
-        out_console.print(f"wrote {path}", highlight=False)
+        out_console.print(f"wrote {_e(path)}", highlight=False, soft_wrap=True)
 
 
 # -- demo ---------------------------------------------------------------------------------
@@ -379,7 +385,9 @@ def demo(
     err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):")  # the "\n" prompt spaces it
     request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)
     for path in sample_to_files(request, stream_to=sys.stdout):
-        out_console.print(f"\nwrote {path}; the run is in {run} (try: wgpt eval --ckpt {run}/best.pt)", highlight=False)
+        out_console.print(
+            f"\nwrote {_e(path)}; the run is in {_e(run)} (try: wgpt eval --ckpt {_e(run)}/best.pt)", highlight=False, soft_wrap=True
+        )
 
 
 # -- bench --------------------------------------------------------------------------------
@@ -430,7 +438,7 @@ def bench_cmd(
     out = out or Path("runs") / f"bench-{data.name}"
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
-    out_console.print(f"wrote {out}/summary.json, summary.md, val_loss.png", highlight=False)
+    out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png", highlight=False, soft_wrap=True)
 
 
 def run() -> None:
