@@ -430,6 +430,8 @@ SAMPLE = [
         id="midi-missing-soundfont",
     ),
     row("sample --ckpt {T} --out {bad}/a-file/s.txt --tokens 4", "cannot write", id="out-under-a-file"),
+    row("sample --ckpt {T} --out {root}/o/s.txt --tokens 4 --soundfont {root}/x.sf2", "renders MIDI models", id="text-soundfont"),
+    row("sample --ckpt {T} --out {root} --tokens 4", "change --out", id="out-is-a-folder"),
     row("sample --ckpt {T} --out /proc/wgpt-sample.txt --tokens 4", "cannot write", linux_only, id="out-in-proc"),
     row("sample --ckpt {T} --out {bad}/d.txt --tokens 4", "cannot write", id="out-is-a-folder"),
     row(

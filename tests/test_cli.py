@@ -77,6 +77,17 @@ def test_prepare_train_eval_sample(workdir: Path):
     assert len(a.decode("utf-8")) <= 40 and len(a) >= 40 - 3 * a.decode("utf-8").count("\ufffd")
 
 
+def test_sample_shows_progress_unless_quiet(workdir: Path):
+    run("train", "--steps", "2", *SMALL)
+    shown = runner.invoke(
+        app, ["sample", "--ckpt", "runs/text-baseline/best.pt", "--out", "a.txt", "--tokens", "30"], env={"COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0 and "sampling" in shown.output and "30/30" in shown.output
+    quiet = run("sample", "--ckpt", "runs/text-baseline/best.pt", "--out", "b.txt", "--tokens", "30", "-q")
+    assert "sampling" not in quiet.output and "wrote b.txt" in quiet.output
+    assert (workdir / "a.txt").read_bytes() == (workdir / "b.txt").read_bytes()  # same seed, same text, bar or not
+
+
 def test_sample_with_prompt_and_several_samples(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     run("sample", "--ckpt", "runs/text-baseline/last.pt", "--out", "s.txt", "--prompt", "Of Man", "--tokens", "10", "--num-samples", "2")

@@ -226,6 +226,20 @@ def interrupt_tokenize(monkeypatch, at_call: int) -> None:
     monkeypatch.setattr(TextModality, "tokenize", tokenize)
 
 
+def test_an_unwritable_sample_output_is_refused_before_generating(tmp_path: Path):
+    """Generation can take minutes: where its file would not be writable, say so first, and leave nothing behind."""
+    from wgpt.io import check_writable
+
+    (tmp_path / "taken.txt").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(WgptError, match="a folder has that name"):
+        check_writable(tmp_path / "taken.txt")
+    with pytest.raises(WgptError, match="part of that path is a file"):
+        check_writable(tmp_path / "a-file" / "s.txt")
+    check_writable(tmp_path / "new" / "s.txt")  # a missing folder is made, as the write would
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == []  # the probe is gone, no output yet
+
+
 def test_interrupted_prepare_leaves_nothing_train_accepts(corpus_dir: Path, tmp_path: Path, monkeypatch):
     out = tmp_path / "data"
     interrupt_tokenize(monkeypatch, at_call=2)  # inside the train split

@@ -292,7 +292,10 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{_e(ckpt)} ({result['modality']}, wavelet {result['wavelet']}, step {result['step']})", show_header=False)
+    out_console.print(
+        f"{_e(ckpt)}: {result['modality']}, wavelet {result['wavelet']}, step {result['step']}", highlight=False, soft_wrap=True
+    )
+    table = Table(show_header=False)
     for key, value in result.items():
         if key in ("statistics", "modality", "wavelet", "step"):
             continue
@@ -331,6 +334,7 @@ def sample(
     soundfont: Annotated[Optional[Path], typer.Option(help="MIDI to .wav: render with fluidsynth and this SoundFont.")] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Text: print tokens as they are generated.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Generate from a checkpoint and write the result in its modality's format."""
     from wgpt.sampling import SampleRequest, sample_to_files
@@ -353,7 +357,7 @@ def sample(
         device=device,
     )
     stream_to = sys.stdout if stream and sys.stdout.isatty() else None
-    for path in sample_to_files(request, stream_to=stream_to):
+    for path in sample_to_files(request, stream_to=stream_to, show_progress=not quiet):
         out_console.print(f"wrote {_e(path)}", highlight=False, soft_wrap=True)
 
 

@@ -46,6 +46,15 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
         raise WgptError(f"--top-p must be in (0, 1], got {top_p}")
 
 
+def check_prompt(prompt: list[int], context: int) -> None:
+    if not prompt:
+        raise WgptError("the prompt is empty: give at least one token")
+    if len(prompt) > context:
+        raise WgptError(
+            f"the prompt is {len(prompt)} tokens, longer than the model's context of {context}: shorten it or pass --trim-prompt"
+        )
+
+
 def next_token(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator) -> Tensor:
     """(B, V) logits of the last position -> (B, 1) sampled ids."""
     if top_k == 1:  # greedy: no randomness (and no use for the temperature), so cached and uncached runs agree exactly
@@ -154,13 +163,8 @@ def generate(
     count is restored on return.
     """
     check_sampling(temperature, top_k, top_p)
+    check_prompt(prompt, model.cfg.context)
     context = model.cfg.context
-    if not prompt:
-        raise WgptError("the prompt is empty: give at least one token")
-    if len(prompt) > context:
-        raise WgptError(
-            f"the prompt is {len(prompt)} tokens, longer than the model's context of {context}: shorten it or pass --trim-prompt"
-        )
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

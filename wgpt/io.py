@@ -38,6 +38,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def check_writable(path: Path) -> None:
+    """Fail now, with ``atomic_path``'s messages, if ``path`` could not be written later (before long work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise WgptError(f"cannot write {path}: a folder has that name; choose another file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def os_reason(err: OSError) -> str:
     """What went wrong, in words: mkdir on a path through a file says "File exists" or "Not a directory"."""
     if isinstance(err, (FileExistsError, NotADirectoryError)):

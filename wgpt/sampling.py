@@ -12,8 +12,10 @@ from torch import Tensor
 
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
-from wgpt.generate import check_sampling, generate
+from wgpt.generate import check_prompt, check_sampling, generate
+from wgpt.io import check_writable
 from wgpt.modalities import Modality, modality_from_spec
+from wgpt.progress import progress_bar
 from wgpt.train import pick_device
 
 
@@ -74,8 +76,12 @@ def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[li
     return ids, True
 
 
-def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list[Path]:
-    """Generate ``req.num_samples`` continuations and write each to its own file."""
+def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_progress: bool = False) -> list[Path]:
+    """Generate ``req.num_samples`` continuations and write each to its own file.
+
+    ``stream_to`` prints a text model's single sample as it is generated; otherwise
+    ``show_progress`` shows a progress bar over the new tokens.
+    """
     check_sampling(req.temperature, req.top_k, req.top_p)
     if req.num_samples < 1:
         raise WgptError(f"--num-samples must be at least 1, got {req.num_samples}")
@@ -84,30 +90,39 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None) -> list
     if req.out.suffix.lower() not in modality.output_extensions:
         raise WgptError(f"{req.out}: this {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
     if req.soundfont is not None:
-        modality.soundfont = str(req.soundfont)  # type: ignore[attr-defined]
+        if not hasattr(modality, "use_soundfont"):
+            raise WgptError(f"--soundfont renders MIDI models; this is a {modality.name} model")
+        modality.use_soundfont(req.soundfont)
     model = model_from_checkpoint(ckpt).to(pick_device(req.device))
     n_new = new_token_count(req, modality)
     prompt, keep_prompt = prompt_ids(req, modality, model.cfg.context)
     context_prompt = prompt
     if len(prompt) > model.cfg.context and req.trim_prompt:
         context_prompt = prompt[-model.cfg.context :]
+    check_prompt(context_prompt, model.cfg.context)  # before anything is printed
+    paths = output_paths(req.out, req.num_samples)
+    for path in paths:
+        check_writable(path)  # before generating, which can take minutes
     stream = _TextStream.open(modality, stream_to, prompt if keep_prompt else []) if req.num_samples == 1 else None
-    samples = generate(
-        model,
-        context_prompt,
-        n_new,
-        temperature=req.temperature,
-        top_k=req.top_k,
-        top_p=req.top_p,
-        num_samples=req.num_samples,
-        seed=req.seed,
-        use_cache=req.use_cache,
-        on_step=stream,
-        allowed=modality.allowed_next,
-    )
+    show_bar = show_progress and stream is None
+    with progress_bar(show_bar) as bar:
+        task = bar.add_task("sampling", total=n_new)
+        on_step = stream if stream is not None else (lambda _column: bar.advance(task)) if show_bar else None
+        samples = generate(
+            model,
+            context_prompt,
+            n_new,
+            temperature=req.temperature,
+            top_k=req.top_k,
+            top_p=req.top_p,
+            num_samples=req.num_samples,
+            seed=req.seed,
+            use_cache=req.use_cache,
+            on_step=on_step,
+            allowed=modality.allowed_next,
+        )
     if stream is not None:
         stream.close()
-    paths = output_paths(req.out, req.num_samples)
     for path, ids in zip(paths, samples, strict=False):
         modality.write((prompt if keep_prompt else []) + ids, path)
     return paths

@@ -10,6 +10,7 @@ tokenizers decode any id sequence, and what still fails is cut back to its longe
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import wave
@@ -188,6 +189,14 @@ class MidiModality(Modality):
             _write_wav(path, self._render(score))
             return
         write_atomic(path, _midi_bytes(score))
+
+    def use_soundfont(self, path: Path) -> None:
+        """Render ``.wav`` output through FluidSynth and this SoundFont; checked now, before any generation."""
+        if not path.is_file():
+            raise WgptError(f"soundfont {path} not found: pass an existing .sf2 file")
+        if importlib.util.find_spec("fluidsynth") is None:
+            raise WgptError("rendering with a soundfont needs FluidSynth: pip install pyfluidsynth (and the fluidsynth library)")
+        self.soundfont = str(path)
 
     def _render(self, score: Any) -> np.ndarray:
         """Audio in [-1, 1]: through FluidSynth when a soundfont is set, else pretty_midi's sines."""
