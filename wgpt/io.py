@@ -20,12 +20,7 @@ from wgpt.errors import WgptError
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; rename it onto ``path`` on success."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
-    os.close(fd)
+    tmp = _temp_beside(path)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield Path(tmp)
@@ -43,13 +38,18 @@ def check_writable(path: Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise WgptError(f"cannot write {path}: a folder has that name; choose another file name")
+    os.unlink(_temp_beside(path))  # the folder exists (or was made) and takes a new file
+
+
+def _temp_beside(path: Path) -> str:
+    """A new empty temporary file in ``path``'s folder, made if missing; a clear error where that fails."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
     os.close(fd)
-    os.unlink(probe)
+    return tmp
 
 
 def os_reason(err: OSError) -> str:
