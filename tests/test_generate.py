@@ -100,6 +100,6 @@ def test_byte_samples_are_valid_utf8_of_the_exact_length():
         model.head.weight[0x80:].add_(0.5)  # favour non-ASCII bytes, so broken sequences would be likely
     modality = TextModality("bytes")
     for seed in range(5):
-        ids = generate(model, [10], 50, seed=seed, allowed=modality.allowed_next)[0]
+        ids = generate(model, [10], 50, seed=seed, allowed=modality.next_token_rule())[0]
         assert len(ids) == 50
         bytes(ids).decode("utf-8")

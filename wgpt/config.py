@@ -81,8 +81,7 @@ class TrainConfig:
             raise WgptError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise WgptError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise WgptError(f"unknown --device {self.device!r}: choose auto, cpu, cuda or mps")
+        check_device_name(self.device)
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -99,6 +98,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"batch_size": 32, "lr": 6e-4, "warmup": 500, "steps": 10000, "eval_interval": 500},
     },
 }
+
+
+def check_device_name(name: str) -> None:
+    """``--device`` takes auto, cpu, cuda, cuda:N or mps."""
+    if name not in ("auto", "cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps")
 
 
 def _positive(cfg: object, *names: str) -> None:

@@ -117,28 +117,24 @@ def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads
 
 
 class _Constraint:
-    """Masks the ids a modality rules out after each row's tokens so far (e.g. broken UTF-8).
+    """Masks the ids a modality's rule forbids after each row's tokens so far (e.g. broken UTF-8).
 
-    A modality has few distinct masks (a state machine's states), so each becomes a tensor on
-    the model's device once and is reused: the per-token cost is one ``masked_fill``.
+    A rule has few distinct masks (a state machine's states), so each becomes a tensor on the
+    model's device once and is reused: the per-token cost is one ``masked_fill``.
     """
 
-    def __init__(self, allowed: Callable[[list[int], int], np.ndarray | None], vocab: int, device: torch.device) -> None:
-        self.allowed, self.vocab, self.device = allowed, vocab, device
-        self.blocked: dict[bytes | None, Tensor] = {}
+    def __init__(self, allowed: Callable[[list[int], int], np.ndarray], device: torch.device) -> None:
+        self.allowed, self.device = allowed, device
+        self.blocked: dict[bytes, Tensor] = {}
 
     def __call__(self, logits: Tensor, seq: Tensor, remaining: int) -> Tensor:
-        masks = [self.allowed(row, remaining) for row in seq[:, -4:].tolist()]
-        if all(m is None for m in masks):
-            return logits
-        blocked = torch.stack([self._blocked(m) for m in masks]) if len(masks) > 1 else self._blocked(masks[0])[None]
+        blocked = torch.stack([self._blocked(self.allowed(row, remaining)) for row in seq[:, -4:].tolist()])
         return logits.masked_fill(blocked, float("-inf"))
 
-    def _blocked(self, mask: np.ndarray | None) -> Tensor:
-        key = None if mask is None else mask.tobytes()
+    def _blocked(self, mask: np.ndarray) -> Tensor:
+        key = mask.tobytes()
         if key not in self.blocked:
-            keep = torch.ones(self.vocab, dtype=torch.bool) if mask is None else torch.from_numpy(mask.copy())
-            self.blocked[key] = (~keep).to(self.device)
+            self.blocked[key] = (~torch.from_numpy(mask.copy())).to(self.device)
         return self.blocked[key]
 
 
@@ -154,7 +150,7 @@ def generate(
     seed: int = 0,
     use_cache: bool = True,
     on_step: Callable[[Tensor], None] | None = None,
-    allowed: Callable[[list[int], int], np.ndarray | None] | None = None,
+    allowed: Callable[[list[int], int], np.ndarray] | None = None,
 ) -> list[list[int]]:
     """Continue ``prompt`` by ``n_tokens`` for ``num_samples`` samples in one batch.
 
@@ -172,7 +168,7 @@ def generate(
     seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
     length, start, cache = len(prompt), 0, None
-    constraint = None if allowed is None else _Constraint(allowed, model.cfg.vocab_size, device)
+    constraint = None if allowed is None else _Constraint(allowed, device)
     with _decoding_settings() as default_threads:
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)

@@ -9,9 +9,12 @@ import contextlib
 import json
 import os
 import tempfile
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from wgpt.errors import WgptError
 
@@ -76,6 +79,15 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
 def write_atomic(path: Path, data: bytes) -> None:
     with atomic_open(path) as f:
         f.write(data)
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
+    """Mono 16-bit PCM ``pcm`` as a WAV file at ``rate`` Hz, written atomically."""
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
 
 
 def write_json(path: Path, obj: Any) -> None:

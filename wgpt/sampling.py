@@ -15,6 +15,7 @@ from wgpt.errors import WgptError
 from wgpt.generate import check_prompt, check_sampling, generate
 from wgpt.io import check_writable
 from wgpt.modalities import Modality, modality_from_spec
+from wgpt.modalities.text import TextModality
 from wgpt.progress import progress_bar
 from wgpt.train import pick_device
 
@@ -107,7 +108,11 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     show_bar = show_progress and stream is None
     with progress_bar(show_bar) as bar:
         task = bar.add_task("sampling", total=n_new)
-        on_step = stream if stream is not None else (lambda _column: bar.advance(task)) if show_bar else None
+
+        def advance(_column: Tensor) -> None:
+            bar.advance(task)
+
+        on_step = advance if show_bar else stream
         samples = generate(
             model,
             context_prompt,
@@ -119,7 +124,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
             seed=req.seed,
             use_cache=req.use_cache,
             on_step=on_step,
-            allowed=modality.allowed_next,
+            allowed=modality.next_token_rule(),
         )
     if stream is not None:
         stream.close()
@@ -144,11 +149,10 @@ class _TextStream:
     @classmethod
     def open(cls, modality: Modality, out: TextIO | None, prompt: list[int]) -> _TextStream | None:
         """A stream for text models when ``out`` is given; None otherwise."""
-        decode = getattr(modality, "decode", None)
-        if out is None or decode is None or modality.name != "text":
+        if out is None or not isinstance(modality, TextModality):
             return None
-        stream = cls(decode, out)
-        stream._write(decode(prompt))
+        stream = cls(modality.decode, out)
+        stream._write(modality.decode(prompt))
         return stream
 
     def __call__(self, tok: Tensor) -> None:

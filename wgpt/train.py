@@ -22,7 +22,7 @@ from torch import nn
 
 from wgpt import distributed as dist
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from wgpt.config import ModelConfig, TrainConfig, to_dict
+from wgpt.config import ModelConfig, TrainConfig, check_device_name, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
@@ -50,8 +50,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps")
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"

@@ -85,8 +85,8 @@ class WaveletMix(nn.Module):
             self.mix = None
         # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
         self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
-        # The same starts as offsets into a flattened (context+1, H) buffer: one index_select per decoded position.
-        self.register_buffer("lo_flat", self.lo_index * n_mod + torch.arange(windows.shape[1]), persistent=False)
+        if not learnable:  # the same starts as offsets into a flattened (context+1, H) buffer, for ``decode_one``
+            self.register_buffer("lo_flat", self.lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
 

@@ -34,7 +34,7 @@ import soundfile as sf
 import soxr
 
 from wgpt.errors import WgptError
-from wgpt.io import atomic_path
+from wgpt.io import write_wav
 from wgpt.modalities.base import Modality, SkipFile
 
 ENCODING = "mu-law"
@@ -263,12 +263,7 @@ class AudioModality(Modality):
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"token id outside the vocabulary of {self.vocab_size}")
-        pcm = np.round(mulaw_decode(ids, self.bits) * PCM_SCALE).astype(np.int16)
-        with atomic_path(path) as tmp:
-            try:
-                sf.write(tmp, pcm, self.sample_rate, subtype="PCM_16", format="WAV")
-            except sf.LibsndfileError as err:
-                raise WgptError(f"cannot write {path}: {_libsndfile_detail(err)}") from None
+        write_wav(path, np.round(mulaw_decode(ids, self.bits) * PCM_SCALE).astype(np.int16), self.sample_rate)
 
     def statistics(self, sequences: list[list[int]]) -> dict[str, float]:
         """Loudness, clipping and brightness over all sequences ({} if there are no samples).

@@ -14,6 +14,7 @@ text, MIDI and audio share one pipeline. Preparation runs in three steps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,9 +65,10 @@ class Modality(ABC):
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         """Ids of a prompt given as text or as a file of this modality."""
 
-    def allowed_next(self, ids: list[int], remaining: int) -> np.ndarray | None:
-        """Boolean mask of the ids that may follow ``ids`` with ``remaining`` tokens still to come,
-        or ``None`` for no constraint. Text uses it to keep byte samples valid UTF-8."""
+    def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:
+        """What generation may emit next: a function of (ids so far, tokens still to come) giving a
+        boolean mask over the vocabulary, or ``None`` when every id is always allowed. Text's bytes
+        tokenizer uses it to keep samples valid UTF-8."""
         return None
 
     def start_ids(self) -> list[int]:

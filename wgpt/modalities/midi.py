@@ -13,7 +13,6 @@ import copy
 import importlib.util
 import io
 import json
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from wgpt.errors import WgptError
-from wgpt.io import atomic_path, write_atomic
+from wgpt.io import write_atomic, write_wav
 from wgpt.modalities.base import Modality, SkipFile
 
 # Tokenizers that emit one id per step; CPWord, Octuple and MuMIDI emit a tuple per step.
@@ -186,7 +185,7 @@ class MidiModality(Modality):
             raise WgptError(f"cannot write MIDI as {suffix or 'a file without extension'}: use one of {kinds}")
         score = self.decode(ids)
         if suffix == ".wav":
-            _write_wav(path, self._render(score))
+            write_wav(path, (np.clip(self._render(score), -1.0, 1.0) * 32767).astype(np.int16), SAMPLE_RATE)
             return
         write_atomic(path, _midi_bytes(score))
 
@@ -357,15 +356,6 @@ def _normalise(audio: np.ndarray) -> np.ndarray:
     """Scale to a 0.9 peak; silence (no notes, drums only under sines) stays silent, not NaN."""
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     return audio * (0.9 / peak) if peak > 0 else audio
-
-
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(SAMPLE_RATE)
-        f.writeframes(pcm.tobytes())
 
 
 def _describe(pm: Any) -> dict[str, Any]:

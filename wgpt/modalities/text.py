@@ -5,6 +5,7 @@ paper's text8 runs), or as byte-level BPE trained on the corpus with Hugging Fac
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -143,15 +144,13 @@ class TextModality(Modality):
                 raise WgptError(f"prompt file {path}: {err}") from None
         return self.tokenize(text or "")[0].tolist()
 
-    def allowed_next(self, ids: list[int], remaining: int) -> np.ndarray | None:
+    def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:
         """Bytes tokenizer: the bytes that keep the output valid UTF-8 of exactly the asked length.
 
         A continuation byte only where a character is open, a lead byte only where its whole
         character fits in the ``remaining`` tokens. Other tokenizers decode to text by design.
         """
-        if self.tokenizer != "bytes":
-            return None
-        return utf8_allowed(bytes(ids[-3:]), remaining)
+        return _utf8_next if self.tokenizer == "bytes" else None
 
     def start_ids(self) -> list[int]:
         return self.tokenize("\n")[0].tolist()  # a fresh line, as after a blank line in the corpus
@@ -170,6 +169,10 @@ def _open_character(tail: bytes) -> tuple[int, int]:
             length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return max(0, length - back), byte
     return 0, 0
+
+
+def _utf8_next(ids: list[int], remaining: int) -> np.ndarray:
+    return utf8_allowed(bytes(ids[-3:]), remaining)
 
 
 def utf8_allowed(tail: bytes, remaining: int) -> np.ndarray:
