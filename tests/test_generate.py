@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from wgpt.config import ModelConfig
+from wgpt.decoding import DecodeCache
 from wgpt.errors import WgptError
 from wgpt.generate import generate, next_token, top_k_filter, top_p_filter, window_start
-from wgpt.model import GPT, DecodeCache
+from wgpt.model import GPT
 
 
 def trained_like(wavelet: str, context: int = 24, position: str = "learned") -> GPT:
@@ -103,3 +104,8 @@ def test_byte_samples_are_valid_utf8_of_the_exact_length():
         ids = generate(model, [10], 50, seed=seed, allowed=modality.next_token_rule())[0]
         assert len(ids) == 50
         bytes(ids).decode("utf-8")
+
+
+def test_a_one_token_step_needs_a_filled_cache():
+    with pytest.raises(ValueError, match="cache is empty"):
+        trained_like("haar").decode_step(torch.tensor([1]), DecodeCache())

@@ -25,7 +25,7 @@ def model_for(wavelet: str, context: int = 16, position: str = "learned", d_ff: 
 
 
 def record_calls(model: GPT) -> list[dict]:
-    """Every forward of ``model``: new tokens, cache length before, the cache, threads, last logits."""
+    """Every pass of ``model``, window or one-token step: new tokens, cache length before, the cache, threads, last logits."""
     calls: list[dict] = []
 
     def before(module, args, kwargs):
@@ -38,6 +38,15 @@ def record_calls(model: GPT) -> list[dict]:
 
     model.register_forward_pre_hook(before, with_kwargs=True)
     model.register_forward_hook(after, with_kwargs=True)
+    step = model.decode_step
+
+    def decode_step(tok, cache):  # generation calls it directly, without forward's hooks
+        before(model, (tok[:, None],), {"cache": cache})
+        logits = step(tok, cache)
+        after(model, (), {}, (logits[:, None],))
+        return logits
+
+    model.decode_step = decode_step
     return calls
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wgpt.decoding import DecodeCache
 from wgpt.errors import WgptError
-from wgpt.model import GPT, DecodeCache
+from wgpt.model import GPT
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
@@ -127,9 +128,11 @@ class _Constraint:
         self.allowed, self.device = allowed, device
         self.blocked: dict[bytes, Tensor] = {}
 
-    def __call__(self, logits: Tensor, seq: Tensor, remaining: int) -> Tensor:
-        blocked = torch.stack([self._blocked(self.allowed(row, remaining)) for row in seq[:, -4:].tolist()])
-        return logits.masked_fill(blocked, float("-inf"))
+    def __call__(self, logits: Tensor, seq: Tensor, length: int, remaining: int) -> Tensor:
+        """``logits`` (B, V) for the token after the first ``length`` of ``seq`` (B, L)."""
+        tails = seq.narrow(1, max(0, length - 4), min(4, length)).tolist()
+        blocked = [self._blocked(self.allowed(tail, remaining)) for tail in tails]
+        return logits.masked_fill(blocked[0] if len(blocked) == 1 else torch.stack(blocked), float("-inf"))
 
     def _blocked(self, mask: np.ndarray) -> Tensor:
         key = mask.tobytes()
@@ -167,24 +170,28 @@ def generate(
     # Preallocated: growing by torch.cat would copy the sequence at every step, O(n^2) for long audio.
     seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
-    length, start, cache = len(prompt), 0, None
+    length, start, cache = len(prompt), 0, DecodeCache()
+    tok = seq[:, length - 1]  # (B,) the last token so far
     constraint = None if allowed is None else _Constraint(allowed, device)
     with _decoding_settings() as default_threads:
+        one_token_threads = step_threads(num_samples, model.cfg.d_ff, default_threads)
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)
             if not use_cache:
                 logits = _forward(model, seq[:, new_start:length], None, default_threads)
-            elif cache is None or new_start != start:  # (re-)encode the window
-                cache = DecodeCache()
+            elif cache.length == 0 or new_start != start:  # (re-)encode the window
+                cache.reset()
                 logits = _forward(model, seq[:, new_start:length], cache, default_threads)
             else:
-                logits = _forward(model, seq[:, length - 1 : length], cache, default_threads)
+                if device.type == "cpu" and torch.get_num_threads() != one_token_threads:
+                    torch.set_num_threads(one_token_threads)
+                logits = model.decode_step(tok, cache)
             start = new_start
             if constraint is not None:
-                logits = constraint(logits, seq[:, :length], n_tokens - (length - len(prompt)))
-            tok = next_token(logits, temperature, top_k, top_p, gen)  # (B, 1)
-            seq[:, length] = tok[:, 0]
+                logits = constraint(logits, seq, length, n_tokens - (length - len(prompt)))
+            tok = next_token(logits, temperature, top_k, top_p, gen)[:, 0]  # (B,)
+            seq.select(1, length).copy_(tok)
             length += 1
             if on_step is not None:
-                on_step(tok[:, 0])
+                on_step(tok)
     return seq[:, len(prompt) : length].tolist()

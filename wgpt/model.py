@@ -8,43 +8,15 @@ one config field: ``ModelConfig.wavelet`` in ``none | haar | learnable``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from wgpt.config import ModelConfig
+from wgpt.decoding import DecodeCache, OneTokenStep
+from wgpt.positions import rotary
 from wgpt.wavelet import WaveletMix
-
-
-@dataclass
-class DecodeCache:
-    """Per-layer keys, values and wavelet prefix sums of the positions decoded so far.
-
-    Each layer's buffers are allocated at the first call for the whole context and filled in
-    place, so a new position costs a write of its own keys, values and sums, never a copy of
-    what is already held.
-    """
-
-    layers: list[dict[str, Tensor]] = field(default_factory=list)
-    length: int = 0  # positions held
-
-    def layer(self, i: int) -> dict[str, Tensor]:
-        while len(self.layers) <= i:
-            self.layers.append({})
-        return self.layers[i]
-
-
-def rotary(x: Tensor, pos0: int, base: float = 10000.0) -> Tensor:
-    """Rotary position embedding of ``x`` (B, nh, n, hd) at positions ``pos0 ..``."""
-    hd, n = x.shape[-1], x.shape[-2]
-    inv_freq = base ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)  # (hd/2,)
-    angles = torch.arange(pos0, pos0 + n, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (n, hd/2)
-    cos, sin = angles.cos(), angles.sin()
-    x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
-    return out.to(x.dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -76,27 +48,19 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(bsz, n, d)  # (B, n, C)
         return self.proj(y)
 
-    def decode_one(self, h: Tensor, cache: dict[str, Tensor], pos: int) -> Tensor:
-        """``forward`` for one new position ``h`` (B, C) after ``pos`` cached ones, in fewer operations."""
-        bsz, d = h.shape
-        qkv = F.linear(h, self.qkv.weight, self.qkv.bias).view(bsz, 3, self.n_head, 1, d // self.n_head)
-        q, k, v = qkv.unbind(1)  # (B, nh, 1, hd)
-        if self.rope:
-            q, k = rotary(q, pos), rotary(k, pos)
-        y = F.scaled_dot_product_attention(q, *self._cached(cache, k, v, pos))  # (B, nh, 1, hd)
-        return F.linear(y.view(bsz, d), self.proj.weight, self.proj.bias)
-
     def _cached(self, cache: dict[str, Tensor], k: Tensor, v: Tensor, pos0: int) -> tuple[Tensor, Tensor]:
-        """Write ``k``, ``v`` (B, nh, n, hd) at ``pos0`` into the layer's buffers; return the keys and values so far.
+        """Write ``k``, ``v`` (B, nh, n, hd) at ``pos0`` into the layer's buffer; return the keys and values so far.
 
-        The (B, nh, context, hd) buffers are allocated at the first call and then filled in place.
+        One (B, 2, nh, context, hd) buffer holds keys and values, so that a one-token step writes
+        both in one copy (``wgpt.decoding``). It is allocated at the first call, then filled in place.
         """
-        if "k" not in cache:
-            cache["k"], cache["v"] = (k.new_empty(k.shape[0], self.n_head, self.context, k.shape[-1]) for _ in range(2))
+        if "kv" not in cache:
+            cache["kv"] = k.new_empty(k.shape[0], 2, self.n_head, self.context, k.shape[-1])
         n, end = k.shape[2], pos0 + k.shape[2]
-        cache["k"].narrow(2, pos0, n).copy_(k)
-        cache["v"].narrow(2, pos0, n).copy_(v)
-        return cache["k"].narrow(2, 0, end), cache["v"].narrow(2, 0, end)
+        keys, values = cache["kv"].select(1, 0), cache["kv"].select(1, 1)  # not unbind: its views refuse in-place writes under autograd
+        keys.narrow(2, pos0, n).copy_(k)
+        values.narrow(2, pos0, n).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
 
 class Block(nn.Module):
@@ -117,16 +81,6 @@ class Block(nn.Module):
                 x = self.wavelet(x)
             else:  # in-place prefix sums: O(C) per new position
                 x, cache["prefix"] = self.wavelet.step(x, cache.get("prefix"), pos0)
-        return x
-
-    def decode_one(self, x: Tensor, cache: dict[str, Tensor], pos: int) -> Tensor:
-        """``forward`` for one new position ``x`` (B, C) after ``pos`` cached ones (inference only)."""
-        # Functional calls on the modules' parameters: each module call costs as much as a small op here.
-        x = x + self.attn.decode_one(_layer_norm(self.ln1, x), cache, pos)
-        fc, _, out = self.mlp
-        x = x + F.linear(F.gelu(F.linear(_layer_norm(self.ln2, x), fc.weight, fc.bias)), out.weight, out.bias)
-        if self.wavelet is not None:
-            cache["prefix"] = self.wavelet.decode_one(x, cache.get("prefix"), pos)  # updates x in place
         return x
 
     def _drop(self, y: Tensor) -> Tensor:
@@ -170,8 +124,8 @@ class GPT(nn.Module):
         n = idx.shape[1]
         if self.pos_emb is not None and pos0 + n > self.cfg.context:
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed the context of {self.cfg.context}")
-        if cache is not None and n == 1 and targets is None and not (self.training or torch.is_grad_enabled()):
-            return self._decode_one(idx[:, 0], cache).unsqueeze(1), None
+        if cache is not None and cache.length and n == 1 and targets is None and not (self.training or torch.is_grad_enabled()):
+            return self.decode_step(idx[:, 0], cache).unsqueeze(1), None
         x = self.tok_emb(idx)  # (B, n, C)
         if self.pos_emb is not None:
             x = x + self.pos_emb.weight[pos0 : pos0 + n]
@@ -187,23 +141,15 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, loss
 
-    def _decode_one(self, tok: Tensor, cache: DecodeCache) -> Tensor:
-        """Logits (B, V) of one new token per row, ``tok`` (B,), after the cached positions.
+    def decode_step(self, tok: Tensor, cache: DecodeCache) -> Tensor:
+        """Logits (B, V) of one new token per row, ``tok`` (B,), after the positions ``cache`` holds.
 
-        The same computation as ``forward``, written for the shape of decoding: a small model's
-        one-token step is bound by the number of tensor operations, not by arithmetic, so this
-        path skips the reshapes a window needs and updates buffers in place. Tests check that
-        it gives ``forward``'s logits at every position.
+        Inference only, and the cache must hold at least one position (a window pass fills it).
+        The same computation as ``forward``, prepared once per cache (``wgpt.decoding``): a small
+        model's one-token step is bound by the number of operations, not by arithmetic.
         """
-        pos = cache.length
-        x = F.embedding(tok, self.tok_emb.weight)  # (B, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb.weight[pos]
-        for i, block in enumerate(self.blocks):
-            x = block.decode_one(x, cache.layer(i), pos)
-        cache.length += 1
-        return F.linear(_layer_norm(self.ln_f, x), self.head.weight)
-
-
-def _layer_norm(ln: nn.LayerNorm, x: Tensor) -> Tensor:
-    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+        if cache.length == 0:
+            raise ValueError("the cache is empty: pass the prompt through forward(idx, cache=cache) first")
+        if cache.step is None:
+            cache.step = OneTokenStep(self, cache)
+        return cache.step(tok)

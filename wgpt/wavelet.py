@@ -85,7 +85,7 @@ class WaveletMix(nn.Module):
             self.mix = None
         # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
         self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
-        if not learnable:  # the same starts as offsets into a flattened (context+1, H) buffer, for ``decode_one``
+        if not learnable:  # the same starts as offsets into a flattened (context+1, H) buffer, for ``wgpt.decoding``
             self.register_buffer("lo_flat", self.lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
@@ -121,23 +121,6 @@ class WaveletMix(nn.Module):
                 lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
                 out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
         return torch.cat([keep, out.to(h.dtype)], dim=-1), prefix
-
-    def decode_one(self, h: Tensor, prefix: Tensor | None, t: int) -> Tensor:
-        """``step`` for one position ``h`` (B, C) at step ``t``, writing the result into ``h`` (inference only).
-
-        Returns the prefix-sum buffer (allocated when ``prefix`` is None). The fixed variant takes
-        the fewest tensor operations: one sum, one index_select of the window starts, one scaled
-        difference; decoding a small model is bound by their number, not by arithmetic.
-        """
-        if self.mix is not None or prefix is None or prefix.dtype != h.dtype:
-            out, prefix = self.step(h.unsqueeze(1), prefix, t)
-            h.copy_(out[:, 0])
-            return prefix
-        hi = prefix[:, t + 1]  # (B, H): this position's prefix sums
-        torch.add(prefix[:, t], h[:, self.split :], out=hi)
-        lo = prefix.view(prefix.shape[0], -1).index_select(1, self.lo_flat[t])  # (B, H)
-        torch.mul(hi - lo, self.inv_count[t], out=h[:, self.split :])
-        return prefix
 
     def _whole_window(self, h: Tensor) -> Tensor:
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
