@@ -160,6 +160,14 @@ def test_console_entry_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path
     assert usage.returncode == 2 and "No such option" in usage.stderr
 
 
+def test_importing_wgpt_gives_the_garbage_collector_back_and_freezes_nothing():
+    """The package pauses collection while torch imports (start-up time); a library must leave it as it found it."""
+    code = "import gc, wgpt; print(gc.isenabled(), gc.get_freeze_count())"
+    env = {**os.environ, "PYTHONPATH": str(Path(wgpt.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True", "0"], result.stderr
+
+
 def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path, corpus_dir: Path, monkeypatch):
     """Rich would read '[/]' or '[bold]' in a path as markup: crash, or print another path."""
     monkeypatch.chdir(tmp_path)

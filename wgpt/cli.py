@@ -446,7 +446,7 @@ def bench_cmd(
 
 
 def run() -> None:
-    """The ``wgpt`` console script: run the app, then leave without the interpreter's teardown.
+    """Run the app (``wgpt.__main__`` calls this), then leave without the interpreter's teardown.
 
     Tearing down an interpreter that has imported torch took 0.5-0.9 s on a 2-core machine, a
     quarter of a short ``wgpt sample`` run. Every file wgpt writes is complete and renamed into
