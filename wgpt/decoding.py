@@ -100,10 +100,11 @@ class _BlockStep:
     def views_at(self, pos: int) -> View:
         """This position's slot in the key/value buffer, the keys and values so far, and the wavelet's rows."""
         kv = self.buffers["kv"]  # (B, 2, nh, context, hd)
-        views = (kv.select(3, pos), kv[:, 0, :, : pos + 1], kv[:, 1, :, : pos + 1])
+        views = (kv.select(3, pos), kv.select(1, 0).narrow(2, 0, pos + 1), kv.select(1, 1).narrow(2, 0, pos + 1))
         if self.haar:
             prefix, wavelet = self.buffers["prefix"], self.block.wavelet  # (B, context + 1, H)
-            views += (prefix[:, pos], prefix[:, pos + 1], prefix.view(prefix.shape[0], -1), wavelet.lo_flat[pos], wavelet.inv_count[pos])
+            rows = (prefix.select(1, pos), prefix.select(1, pos + 1), prefix.view(prefix.shape[0], -1))
+            views += (*rows, wavelet.lo_flat.select(0, pos), wavelet.inv_count.select(0, pos))
         return views
 
     def __call__(self, x: Tensor, views: View, pos: int) -> Tensor:
