@@ -6,7 +6,8 @@ and uncached, and, when ``transformers`` is importable, ``GPT2LMHeadModel`` of t
 (layers, width, heads, FFN, vocabulary, ``n_positions`` = context) with its own KV cache. GPT-2
 cannot see past ``n_positions`` either, so its loop slides the window exactly as wgpt does
 (``window_start``): the three rows do the same work per token. The runs of one round go in
-alternating order, so machine noise hits every row alike; the table shows medians.
+alternating order, so machine noise hits every row alike; the table shows medians. It also
+checks that wgpt's cached and uncached runs gave the same tokens (exit status 1 if not).
 
     python benchmarks/generation.py --quick           # tiny preset, 64 and 256 new tokens
     python benchmarks/generation.py --threads 1       # tiny and paper, 256 / 1024 / 4096
@@ -20,6 +21,7 @@ import argparse
 import inspect
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,15 +32,15 @@ from wgpt.config import ModelConfig, preset
 from wgpt.generate import generate, step_threads, window_start
 from wgpt.model import GPT
 
-Runner = Callable[[int], None]  # generates n new tokens
+Runner = Callable[[int], list[int]]  # greedy: n new tokens
 
 
 def wgpt_runner(cfg: ModelConfig, use_cache: bool, device: torch.device) -> Runner:
     torch.manual_seed(0)
     model = GPT(cfg).to(device).eval()
 
-    def run(n: int) -> None:
-        generate(model, [0], n, top_k=1, use_cache=use_cache)
+    def run(n: int) -> list[int]:
+        return generate(model, [0], n, top_k=1, use_cache=use_cache)[0]
 
     return run
 
@@ -75,7 +77,7 @@ def hf_runner(model, context: int, d_ff: int, device: torch.device) -> Runner:
     key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @torch.inference_mode()
-    def run(n: int) -> None:
+    def run(n: int) -> list[int]:
         seq, start, past = [0], 0, None
         default = torch.get_num_threads()
         try:
@@ -91,6 +93,7 @@ def hf_runner(model, context: int, d_ff: int, device: torch.device) -> Runner:
                 seq.append(int(out.logits[0, -1].argmax()))
         finally:
             torch.set_num_threads(default)
+        return seq[1:]
 
     return run
 
@@ -103,32 +106,39 @@ def runners(cfg: ModelConfig, hf: bool, device: torch.device) -> dict[str, Runne
     return rows
 
 
-def tokens_per_s(run: Runner, n: int, clock: Callable[[], float]) -> float:
+def tokens_per_s(run: Runner, n: int, clock: Callable[[], float]) -> tuple[float, list[int]]:
     t0 = clock()
-    run(n)
-    return n / (clock() - t0)
+    tokens = run(n)
+    return n / (clock() - t0), tokens
 
 
-def measure(rows: dict[str, Runner], n: int, rounds: int, clock: Callable[[], float]) -> dict[str, float]:
-    """Median tokens/s of each row over ``rounds`` interleaved rounds (order reversed every other round)."""
+def measure(rows: dict[str, Runner], n: int, rounds: int, clock: Callable[[], float]) -> tuple[dict[str, float], bool]:
+    """Median tokens/s of each row over ``rounds`` interleaved rounds (order reversed every other round).
+
+    Also whether wgpt's cached and uncached runs gave the same greedy tokens in every round.
+    """
     names = list(rows)
     for name in names:  # warm-up: first-call allocations and lazy imports
         rows[name](4)
     speeds: dict[str, list[float]] = {name: [] for name in names}
+    same = True
     for r in range(rounds):
+        tokens = {}
         for name in names if r % 2 == 0 else names[::-1]:
-            speeds[name].append(tokens_per_s(rows[name], n, clock))
-    return {name: statistics.median(v) for name, v in speeds.items()}
+            speed, tokens[name] = tokens_per_s(rows[name], n, clock)
+            speeds[name].append(speed)
+        same = same and tokens["wgpt cached"] == tokens["wgpt uncached"]
+    return {name: statistics.median(v) for name, v in speeds.items()}, same
 
 
-def print_table(results: list[tuple[str, int, dict[str, float]]]) -> None:
-    print("| preset | new tokens | wgpt cached tok/s | wgpt uncached tok/s | cached / uncached | HF GPT-2 cached tok/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, n, speeds in results:
+def print_table(results: list[tuple[str, int, dict[str, float], bool]]) -> None:
+    print("| preset | new tokens | wgpt cached tok/s | wgpt uncached tok/s | cached / uncached | same tokens | HF GPT-2 cached tok/s |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for name, n, speeds, same in results:
         cached, uncached = speeds["wgpt cached"], speeds["wgpt uncached"]
         hf = speeds.get("HF GPT-2 cached")
-        hf_cell = f"{hf:.0f}" if hf is not None else "(transformers not installed)"
-        print(f"| {name} | {n} | {cached:.0f} | {uncached:.1f} | {cached / uncached:.1f}x | {hf_cell} |")
+        hf_cell = f"{hf:.0f}" if hf is not None else "(not run)"
+        print(f"| {name} | {n} | {cached:.0f} | {uncached:.1f} | {cached / uncached:.1f}x | {'yes' if same else 'NO'} | {hf_cell} |")
 
 
 def main() -> None:
@@ -144,7 +154,7 @@ def main() -> None:
         default="wall",
         help="wall time, or this process's CPU time: steadier on a shared machine, equal to wall time on an idle one with --threads 1",
     )
-    parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face GPT-2 even if installed")
+    parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face GPT-2 (also skipped when transformers is missing)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 64 and 256 new tokens, 3 rounds")
     args = parser.parse_args()
@@ -162,9 +172,11 @@ def main() -> None:
         cfg = replace(preset(name)[0], wavelet=args.wavelet)
         rows = runners(cfg, hf=not args.no_hf, device=torch.device(args.device))
         for n in (int(t) for t in args.tokens.split(",")):
-            results.append((name, n, measure(rows, n, args.rounds, clock)))
+            results.append((name, n, *measure(rows, n, args.rounds, clock)))
             print(f"  {name} {n}: " + ", ".join(f"{k} {v:.1f} tok/s" for k, v in results[-1][2].items()), flush=True)
     print_table(results)
+    if not all(same for *_, same in results):
+        sys.exit("cached and uncached decoding gave different tokens")
 
 
 if __name__ == "__main__":
