@@ -53,6 +53,23 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_command_help_paragraphs_have_no_hard_line_breaks():
+    """Rich keeps a docstring's line breaks, so a paragraph wrapped in the source prints broken at any width."""
+    import click
+    import typer
+
+    def commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+        found = {}
+        for name, command in group.commands.items():
+            found[prefix + name] = command
+            if isinstance(command, click.Group):
+                found.update(commands(command, prefix + name + " "))
+        return found
+
+    broken = {name for name, command in commands(typer.main.get_command(app)).items() if "\n" in (command.help or "").replace("\n\n", "")}
+    assert not broken, f"wrap these docstrings one paragraph per line: {sorted(broken)}"
+
+
 def test_help_shows_computed_defaults():
     """Rich markup would swallow a '[default: ...]' written into a help string."""
     assert "default: 500" in runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "200"}).output

@@ -215,8 +215,10 @@ def train(
 ) -> None:
     """Train a GPT (optionally with the wavelet structure) on prepared shards.
 
-    Writes RUN/last.pt, RUN/best.pt, RUN/metrics.jsonl and RUN/loss.png. Runs with equal
-    --seed see identical batches, so a baseline and a --wavelet run compare step for step.
+    Writes RUN/last.pt, RUN/best.pt, RUN/metrics.jsonl and RUN/loss.png.
+
+    Runs with the same --seed see identical batches: a baseline and a --wavelet run compare step for step.
+
     Under torchrun it trains with DistributedDataParallel.
     """
     from wgpt.distributed import is_main_process
@@ -415,9 +417,12 @@ def bench_cmd(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train baseline and wavelet variants with identical data order, seed and budget; report the
-    speed-up (steps to reach the baseline's final validation loss), final losses and step-time
-    ratio. Writes summary.json, summary.md and val_loss.png."""
+    """Train baseline and wavelet variants on the same data order, seed and budget; report the speed-up.
+
+    The speed-up is in steps to reach the baseline's final validation loss; final losses and the step-time ratio come with it.
+
+    Writes summary.json, summary.md and val_loss.png.
+    """
     from wgpt.bench import VARIANTS, bench, markdown_table
     from wgpt.config import override
     from wgpt.config import preset as get_preset
