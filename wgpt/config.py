@@ -102,8 +102,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 def check_device_name(name: str) -> None:
     """``--device`` takes auto, cpu, cuda, cuda:N or mps."""
-    if name not in ("auto", "cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda or mps")
+    if name not in ("auto", "cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
 
 
 def _positive(cfg: object, *names: str) -> None:

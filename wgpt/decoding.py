@@ -91,11 +91,10 @@ class _BlockStep:
         self.ln1, self.ln2 = _norm(block.ln1), _norm(block.ln2)
         self.qkv, self.proj = (attn.qkv.weight, attn.qkv.bias), (attn.proj.weight, attn.proj.bias)
         self.fc, self.out = (fc.weight, fc.bias), (out.weight, out.bias)
-        prefix = buffers.get("prefix")
         # The fixed wavelet has a path of three operations; the learnable one, or prefix sums kept
         # wider than the activations (bf16), go through ``WaveletMix.step``.
         self.split = 0 if wavelet is None else wavelet.split
-        self.haar = wavelet is not None and wavelet.mix is None and prefix is not None and prefix.dtype == attn.qkv.weight.dtype
+        self.haar = wavelet is not None and wavelet.mix is None and buffers["prefix"].dtype == attn.qkv.weight.dtype
 
     def views_at(self, pos: int) -> View:
         """This position's slot in the key/value buffer, the keys and values so far, and the wavelet's rows."""
@@ -125,7 +124,7 @@ class _BlockStep:
         if self.haar:
             self._haar(x, views[3:])
         elif self.block.wavelet is not None:
-            out, self.buffers["prefix"] = self.block.wavelet.step(x.unsqueeze(1), self.buffers.get("prefix"), pos)
+            out, _ = self.block.wavelet.step(x.unsqueeze(1), self.buffers["prefix"], pos)  # fills the buffer in place
             x = out[:, 0]
         return x
 

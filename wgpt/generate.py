@@ -107,12 +107,17 @@ def _decoding_settings() -> Iterator[int]:
         torch.backends.mkldnn.enabled = onednn
 
 
-def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads: int) -> Tensor:
-    """Logits (B, V) of the last position of ``idx`` (B, n), continuing ``cache`` if given."""
-    if idx.device.type == "cpu":
-        threads = step_threads(idx.numel(), model.cfg.d_ff, default_threads)
+def _use_threads(model: GPT, device: torch.device, rows: int, default_threads: int) -> None:
+    """On a CPU, set the intra-op threads for a pass over ``rows`` positions (``step_threads``)."""
+    if device.type == "cpu":
+        threads = step_threads(rows, model.cfg.d_ff, default_threads)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+
+def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads: int) -> Tensor:
+    """Logits (B, V) of the last position of ``idx`` (B, n), continuing ``cache`` if given."""
+    _use_threads(model, idx.device, idx.numel(), default_threads)
     logits, _ = model(idx, cache=cache)
     return logits[:, -1]
 
@@ -171,10 +176,8 @@ def generate(
     seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
     length, start, cache = len(prompt), 0, DecodeCache()
-    tok = seq[:, length - 1]  # (B,) the last token so far
     constraint = None if allowed is None else _Constraint(allowed, device)
     with _decoding_settings() as default_threads:
-        one_token_threads = step_threads(num_samples, model.cfg.d_ff, default_threads)
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)
             if not use_cache:
@@ -182,10 +185,9 @@ def generate(
             elif cache.length == 0 or new_start != start:  # (re-)encode the window
                 cache.reset()
                 logits = _forward(model, seq[:, new_start:length], cache, default_threads)
-            else:
-                if device.type == "cpu" and torch.get_num_threads() != one_token_threads:
-                    torch.set_num_threads(one_token_threads)
-                logits = model.decode_step(tok, cache)
+            else:  # the last token of each row, after the cached positions
+                _use_threads(model, device, num_samples, default_threads)
+                logits = model.decode_step(seq.select(1, length - 1), cache)
             start = new_start
             if constraint is not None:
                 logits = constraint(logits, seq, length, n_tokens - (length - len(prompt)))

@@ -62,10 +62,7 @@ def pick_device(name: str) -> torch.device:
         raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
     if name == "mps" and not torch.backends.mps.is_available():
         raise WgptError("--device mps was asked for but MPS is not available: use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:  # e.g. cuda:x
-        raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda, cuda:N or mps") from None
+    return torch.device(name)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
