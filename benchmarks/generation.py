@@ -1,7 +1,7 @@
 """Generation speed: tokens/s of cached and uncached decoding, and of Hugging Face GPT-2.
 
 For each preset and each number of new tokens, times greedy generation (batch 1, randomly
-initialised weights: speed does not depend on what was learned) with ``wgpt.generate`` cached
+initialised weights: speed does not depend on what was learned) with ``wgpt.generation`` cached
 and uncached, and, when ``transformers`` is importable, ``GPT2LMHeadModel`` of the same shape
 (layers, width, heads, FFN, vocabulary, ``n_positions`` = context) with its own KV cache. GPT-2
 cannot see past ``n_positions`` either, so its loop slides the window exactly as wgpt does
@@ -29,7 +29,7 @@ from dataclasses import replace
 import torch
 
 from wgpt.config import ModelConfig, preset
-from wgpt.generate import generate, step_threads, window_start
+from wgpt.generation import generate, step_threads, window_start
 from wgpt.model import GPT
 
 Runner = Callable[[int], list[int]]  # greedy: n new tokens
@@ -71,7 +71,7 @@ def hf_model(cfg: ModelConfig):
 
 
 def hf_runner(model, context: int, d_ff: int, device: torch.device) -> Runner:
-    """Greedy decoding with GPT-2's KV cache, sliding and re-encoding as ``wgpt.generate`` does."""
+    """Greedy decoding with GPT-2's KV cache, sliding and re-encoding as ``wgpt.generation`` does."""
 
     # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
     key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

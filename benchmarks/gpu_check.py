@@ -36,11 +36,11 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from wgpt.batches import get_batch, train_offsets
 from wgpt.config import ModelConfig, TrainConfig, preset
 from wgpt.distributed import flops_per_token, mfu
 from wgpt.model import GPT
-from wgpt.shards import get_batch, train_offsets
-from wgpt.train import autocast_dtype, make_optimizer
+from wgpt.training import autocast_dtype, make_optimizer
 
 # Vocabulary per preset: bytes for the paper's model, GPT-2's BPE (50,257 padded to a multiple of
 # 64) for the GPT-2-small shape, which then has GPT-2 small's 124M parameters.
@@ -77,7 +77,7 @@ def sync(device: torch.device) -> None:
 
 
 class Trainee:
-    """One model with its optimiser; ``step`` is one training step as ``wgpt.train.Runner`` takes it."""
+    """One model with its optimiser; ``step`` is one training step as ``wgpt.training.Runner`` takes it."""
 
     def __init__(self, cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device, amp: torch.dtype | None, compile: bool) -> None:
         torch.manual_seed(0)

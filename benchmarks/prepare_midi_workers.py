@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from wgpt.modalities.midi import MidiModality
-from wgpt.prepare import prepare
+from wgpt.preparation import prepare
 
 
 def parse_args() -> argparse.Namespace:

@@ -21,8 +21,9 @@ from wgpt.errors import WgptError
 from wgpt.modalities import audio as audio_module
 from wgpt.modalities import modality_from_spec
 from wgpt.modalities.audio import PEAK, AudioModality, mulaw_decode, mulaw_encode
-from wgpt.modalities.base import SkipFile
-from wgpt.prepare import prepare
+from wgpt.modalities.base import Piece, SkipFile
+from wgpt.preparation import prepare
+from wgpt.shards import open_shards
 
 SPEECH = Path(__file__).parent / "assets" / "audio" / "speech.flac"
 
@@ -241,16 +242,18 @@ def test_a_single_recording_gives_its_tail_to_validation(tmp_path: Path) -> None
     report = prepare(AudioModality(), [SPEECH], tmp_path / "out", val_fraction=0.2, workers=1, show_progress=False)
     cut = round(ids.size * 0.8)
     assert (report.tokens["train"], report.tokens["val"]) == (cut, ids.size - cut)
-    assert np.array_equal(np.fromfile(tmp_path / "out" / "val.bin", dtype="<u2"), ids[cut:])
-    assert AudioModality().split_payload(ids[:5], 0.05) is None  # nothing left for validation
+    shards = open_shards(tmp_path / "out")
+    assert np.array_equal(np.asarray(shards.val), ids[cut:]) and np.array_equal(np.asarray(shards.train), ids[:cut])
+    assert report.validation == [{"file": str(SPEECH), "from": cut}]
 
 
 # -- the rest of the interface ----------------------------------------------------------------
-def test_tokenize_counts_samples_and_seconds() -> None:
-    payload = np.array([0, 255, 128, 7], dtype=np.uint8)
-    ids, units = AudioModality(sample_rate=8000).tokenize(payload)
-    assert ids.dtype == np.int64 and ids.tolist() == [0, 255, 128, 7]
-    assert units == {"sample": 4, "second": 4 / 8000}
+def test_encode_counts_samples_and_seconds(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", 0.5 * np.sin(np.arange(4000) / 5.0), 8000, subtype="PCM_16")
+    modality = AudioModality(sample_rate=8000)
+    ids, units = modality.encode(Piece(tmp_path / "a.wav", *modality.plan(tmp_path / "a.wav")))
+    assert ids.dtype == np.uint8 and ids.size == 4000
+    assert units == {"sample": 4000, "second": 0.5}
 
 
 @pytest.mark.parametrize(("rate", "bits"), [(16000, 8), (22050, 12)])

@@ -32,7 +32,7 @@ from wgpt.config import ModelConfig, TrainConfig
 from wgpt.modalities.audio import AudioModality
 from wgpt.modalities.text import TextModality
 from wgpt.model import GPT
-from wgpt.prepare import prepare
+from wgpt.preparation import prepare
 from wgpt.shards import open_shards
 
 runner = CliRunner()

@@ -27,8 +27,8 @@ from wgpt.config import ModelConfig, TrainConfig, to_dict
 from wgpt.errors import WgptError
 from wgpt.modalities.text import TextModality
 from wgpt.model import GPT
-from wgpt.prepare import prepare
-from wgpt.train import read_metrics, train
+from wgpt.preparation import prepare
+from wgpt.training import read_metrics, train
 
 # The learnable wavelet, so that its filters must be synchronised too.
 MODEL = ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64, context=32, wavelet="learnable")

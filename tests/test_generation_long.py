@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wgpt.config import ModelConfig
-from wgpt.generate import generate, step_threads
+from wgpt.generation import generate, step_threads
 from wgpt.model import GPT
 
 VARIANTS = ["none", "haar", "learnable"]

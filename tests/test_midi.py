@@ -19,9 +19,9 @@ import pytest
 
 from wgpt.errors import WgptError
 from wgpt.modalities import modality_from_spec
-from wgpt.modalities.base import SkipFile
+from wgpt.modalities.base import Piece, SkipFile
 from wgpt.modalities.midi import TOKENIZERS, MidiModality
-from wgpt.prepare import prepare
+from wgpt.preparation import prepare
 from wgpt.shards import open_shards
 
 ASSETS = Path(__file__).parent / "assets" / "midi"
@@ -40,7 +40,8 @@ def remi() -> MidiModality:
 @pytest.fixture(scope="module")
 def remi_bpe() -> MidiModality:
     modality = MidiModality(vocab_size=640)
-    modality.fit([modality.load(f) for f in sorted(GOOD.glob("*.mid"))])
+    pieces = [Piece(f, *modality.plan(f)) for f in sorted(GOOD.glob("*.mid"))]
+    modality.fit([modality.fit_sample(p) for p in pieces], len(pieces))
     return modality
 
 

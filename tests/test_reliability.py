@@ -39,15 +39,15 @@ from wgpt.cli import app
 from wgpt.config import ModelConfig, TrainConfig
 from wgpt.errors import WgptError
 from wgpt.modalities import modality_from_spec
-from wgpt.modalities.base import Modality
+from wgpt.modalities.base import Modality, Piece
 from wgpt.modalities.text import UNKNOWN_CHAR, TextModality
-from wgpt.prepare import prepare
+from wgpt.preparation import prepare
 from wgpt.shards import META, open_shards
-from wgpt.train import Runner, train
+from wgpt.training import Runner, train
 
-# the modules themselves: ``wgpt.train`` and ``wgpt.prepare`` are also the names of functions in ``wgpt``
-train_module = importlib.import_module("wgpt.train")
-prepare_module = importlib.import_module("wgpt.prepare")
+# the modules themselves: ``wgpt.training`` and ``wgpt.preparation`` are also the names of functions in ``wgpt``
+train_module = importlib.import_module("wgpt.training")
+prepare_module = importlib.import_module("wgpt.preparation")
 
 runner = CliRunner()
 TINY = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--context", "32", "--batch-size", "4"]
@@ -214,16 +214,16 @@ def test_a_checkpoint_write_cut_short_keeps_the_previous_file(shards: Path, tmp_
 
 
 def interrupt_tokenize(monkeypatch, at_call: int) -> None:
-    """Ctrl-C while tokenizing document number ``at_call`` (train documents come first)."""
-    original, calls = TextModality.tokenize, [0]
+    """Ctrl-C while tokenizing piece number ``at_call`` (train pieces come first)."""
+    original, calls = TextModality.encode, [0]
 
-    def tokenize(self, payload):
+    def encode(self, piece, facts=None):
         calls[0] += 1
         if calls[0] == at_call:
             raise KeyboardInterrupt
-        return original(self, payload)
+        return original(self, piece, facts)
 
-    monkeypatch.setattr(TextModality, "tokenize", tokenize)
+    monkeypatch.setattr(TextModality, "encode", encode)
 
 
 def test_an_unwritable_sample_output_is_refused_before_generating(tmp_path: Path):
@@ -251,17 +251,16 @@ def test_interrupted_prepare_leaves_nothing_train_accepts(corpus_dir: Path, tmp_
 
 
 def test_interrupted_re_prepare_over_complete_shards_is_refused(corpus_dir: Path, tmp_path: Path, monkeypatch):
-    """meta.json goes first: old metadata never vouches for half-replaced shards. For ASCII text the
-    bytes and chars tokenizers give shards of equal size, so only meta.json's absence stops them
-    being read as the old data when checksums are skipped (shards over 1 GiB)."""
+    """meta.json goes first: old metadata never vouches for shards that may be about to change, and
+    the new shards stay under temporary names until every split is complete, so an interruption
+    leaves the old files as they were, and no meta.json to vouch for them."""
     out = tmp_path / "data"
     prepare(TextModality("bytes"), [corpus_dir], out, workers=1, show_progress=False)
-    old_train = (out / "train.bin").read_bytes()
-    interrupt_tokenize(monkeypatch, at_call=3)  # train.bin replaced, val.bin not yet
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".bin"}
+    interrupt_tokenize(monkeypatch, at_call=3)  # the validation split, after the whole training split
     with pytest.raises(KeyboardInterrupt):
         prepare(TextModality("chars"), [corpus_dir], out, workers=1, show_progress=False)
-    assert (out / "train.bin").read_bytes() != old_train and len((out / "train.bin").read_bytes()) == len(old_train)
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "train.bin", "val.bin"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {**old, "report.json": (out / "report.json").read_bytes()}
     with pytest.raises(WgptError, match="interrupted"):
         open_shards(out, verify=False)
 
@@ -270,15 +269,15 @@ def test_meta_json_is_written_after_the_shards_it_describes(corpus_dir: Path, tm
     seen: dict[str, int] = {}
     original = prepare_module.write_json
 
-    def write_json(path: Path, obj: Any) -> None:
+    def write_json(path: Path, obj: Any, **options: Any) -> None:
         if path.name == META:
-            seen.update({name: (path.parent / name).stat().st_size for name in ("train.bin", "val.bin")})
-            assert obj["splits"]["train"]["tokens"] == seen["train.bin"] // 2  # bytes vocabulary: uint16 ids
-        original(path, obj)
+            seen.update({name: (path.parent / name).stat().st_size for name in ("train-00000.bin", "val-00000.bin")})
+            assert obj["splits"]["train"]["tokens"] == seen["train-00000.bin"] // 2  # bytes vocabulary: uint16 ids
+        original(path, obj, **options)
 
     monkeypatch.setattr(prepare_module, "write_json", write_json)
     prepare(TextModality(), [corpus_dir], tmp_path / "data", workers=1, show_progress=False)
-    assert seen["train.bin"] > 0 and seen["val.bin"] > 0
+    assert seen["train-00000.bin"] > 0 and seen["val-00000.bin"] > 0
 
 
 # -- 3. interruption and exact resume -------------------------------------------------------------
@@ -464,11 +463,9 @@ class IdsModality(Modality):
     def from_spec(cls, spec: dict[str, Any]) -> IdsModality:
         return cls(spec["vocab"])
 
-    def load(self, path: Path) -> np.ndarray:
-        return np.load(path)
-
-    def tokenize(self, payload: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        return payload.astype(np.int64), {"token": int(payload.size)}
+    def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, int]]:
+        payload = np.load(piece.path)
+        return payload, {"token": int(payload.size)}
 
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         raise NotImplementedError
@@ -521,7 +518,12 @@ def pristine(tmp_path_factory, milton: str) -> Path:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["train.bin", "val.bin"]), st.sampled_from(["flip", "cut", "extend"]), st.integers(0, 1 << 16), st.integers(1, 5))
+@given(
+    st.sampled_from(["train-00000.bin", "val-00000.bin"]),
+    st.sampled_from(["flip", "cut", "extend"]),
+    st.integers(0, 1 << 16),
+    st.integers(1, 5),
+)
 def test_any_damage_to_a_shard_is_refused(pristine: Path, name: str, damage: str, position: int, count: int):
     file = pristine / name
     original = file.read_bytes()

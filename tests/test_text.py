@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from wgpt.errors import WgptError
 from wgpt.modalities import SkipFile, modality_from_spec
+from wgpt.modalities.base import Piece
 from wgpt.modalities.text import TextModality
 
 
@@ -50,24 +51,75 @@ def test_bpe_round_trip_and_spec(milton):
     assert rebuilt.tokenize(text)[0].tolist() == ids.tolist()
 
 
-def test_load_refuses_binary_and_non_utf8(tmp_path: Path):
+def encode_whole(m: TextModality, path: Path) -> np.ndarray:
+    return m.encode(Piece(path, *m.plan(path)))[0]
+
+
+def test_files_that_are_not_utf8_text_are_refused_with_the_reason(tmp_path: Path):
     (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02")
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "bom-only.txt").write_bytes(b"\xef\xbb\xbf")
     m = TextModality()
     with pytest.raises(SkipFile, match="binary"):
-        m.load(tmp_path / "bin.txt")
-    with pytest.raises(SkipFile, match="not UTF-8"):
-        m.load(tmp_path / "latin1.txt")
-    with pytest.raises(SkipFile, match="empty"):
-        m.load(tmp_path / "empty.txt")
+        m.plan(tmp_path / "bin.txt")
+    with pytest.raises(SkipFile, match=r"not UTF-8 \(invalid byte at offset 3\)"):
+        encode_whole(m, tmp_path / "latin1.txt")
+    for name in ("empty.txt", "bom-only.txt"):
+        with pytest.raises(SkipFile, match="empty"):
+            m.plan(tmp_path / name)
 
 
-def test_split_payload_cuts_at_a_line_and_loses_nothing(milton):
-    train, val = TextModality().split_payload(milton[:10_000], 0.1)
-    assert train + val == milton[:10_000]
-    assert train.endswith("\n")
-    assert 0.05 < len(val) / 10_000 < 0.15
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfOf Man")
+    assert encode_whole(TextModality(), tmp_path / "bom.txt").tobytes() == b"Of Man"
+
+
+@pytest.fixture(scope="module")
+def milton_bpe(milton) -> TextModality:
+    m = TextModality("bpe", vocab_size=600)
+    m.fit([milton[:80_000]])
+    return m
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Of", " Man", "'s", " first", "\n", "\n\n", "  ", "\t", "disobedience,", " 42", " é", "ü", "—", "\r\n"]),
+        max_size=300,
+    ),
+    st.lists(st.integers(0, 2000), max_size=6),
+    st.sampled_from(["tiktoken", "tokenizers"]),
+)
+def test_pieces_cut_at_boundaries_tokenize_as_the_whole_file(milton_bpe, tmp_path_factory, words, positions, encoder):
+    """The cut rule keeps BPE exact: the ids of the pieces, end to end, are the ids of the whole text."""
+    path = tmp_path_factory.mktemp("cut") / "t.txt"
+    raw = "".join(words).encode("utf-8")
+    path.write_bytes(raw)
+    m = modality_from_spec({**milton_bpe.spec(), "encoder": encoder})
+    cuts = sorted({m.boundary(path, p) for p in positions if p < len(raw)} - {0, len(raw)})
+    assert all(b > 0 and raw[b - 1 : b + 1].isascii() for b in cuts)  # never inside a character
+    spans = list(zip([0, *cuts], [*cuts, len(raw)], strict=True))
+    pieced = np.concatenate([m.encode(Piece(path, a, b, whole=False))[0] for a, b in spans]) if raw else np.zeros(0)
+    assert pieced.tolist() == m.tokenize(raw.decode())[0].tolist()
+
+
+def test_cuts_prefer_the_start_of_a_line(tmp_path: Path):
+    raw = "".join(f"line {i} of the poem\n" for i in range(2000)).encode()
+    (tmp_path / "m.txt").write_bytes(raw)
+    for position in (1, 5000, 12_345):
+        cut = TextModality().boundary(tmp_path / "m.txt", position)
+        assert cut >= position and raw[cut - 1 : cut] == b"\n"
+        assert b"\n" not in raw[position : cut - 1]  # the first line start at or after the position
+
+
+def test_lines_ending_in_spaces_are_cut_before_the_whitespace(milton, tmp_path: Path):
+    """Milton's lines end in " \n": a cut after the newline would split a whitespace run, which BPE
+    reads as one token, so the cut goes before the run instead."""
+    (tmp_path / "m.txt").write_text(milton[:20_000], encoding="utf-8")
+    raw = (tmp_path / "m.txt").read_bytes()
+    cut = TextModality().boundary(tmp_path / "m.txt", 5000)
+    assert raw[cut - 1 : cut] not in (b" ", b"\n") and raw[cut : cut + 1] in (b" ", b"\n")
 
 
 def test_unknown_tokenizer_is_a_clear_error():
@@ -75,9 +127,9 @@ def test_unknown_tokenizer_is_a_clear_error():
         TextModality("words")
 
 
-def test_bytes_ids_are_the_utf8_bytes():
+def test_bytes_ids_are_the_utf8_bytes_never_widened():
     ids, _ = TextModality().tokenize("é")
-    assert ids.tolist() == list("é".encode()) and ids.dtype == np.int64
+    assert ids.tolist() == list("é".encode()) and ids.dtype == np.uint8
 
 
 @settings(max_examples=300, deadline=None)

@@ -88,22 +88,36 @@ def main(
 Sources = Annotated[Optional[list[Path]], typer.Argument(help="Files and folders (searched recursively).", show_default=False)]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: data/MODALITY).")]
 Glob = Annotated[Optional[str], typer.Option(help="Only files whose name matches this pattern, e.g. '*.txt'.")]
-ValFraction = Annotated[float, typer.Option(help="Share of files (or of a single file) kept for validation.")]
-Workers = Annotated[int, typer.Option(help="Parallel reader processes; 0 = all cores.")]
+ValFraction = Annotated[float, typer.Option(help="Share of files (or of a single file's tail) kept for validation.")]
+Workers = Annotated[int, typer.Option(help="Processes that read and tokenize; 0 = all cores. The shards do not depend on it.")]
+ShardTokens = Annotated[int, typer.Option(help="Ids per shard file (100M = 200 MB at 16 bits).")]
+BpeTrainBytes = Annotated[
+    int, typer.Option(help="BPE learns from at most this many bytes of the training split, spread over it (with --vocab-size).")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _run_prepare(
-    modality: Any, sources: list[Path], out: Path | None, glob: str | None, val_fraction: float, workers: int, quiet: bool
+    modality: Any,
+    sources: list[Path],
+    out: Path | None,
+    glob: str | None,
+    val_fraction: float,
+    workers: int,
+    shard_tokens: int,
+    quiet: bool,
 ) -> None:
-    from wgpt.prepare import prepare
+    from wgpt.preparation import prepare
 
     out = out or Path("data") / modality.name
-    report = prepare(modality, sources, out, glob=glob, val_fraction=val_fraction, workers=workers, show_progress=not quiet)
+    report = prepare(
+        modality, sources, out, glob=glob, val_fraction=val_fraction, workers=workers, show_progress=not quiet, shard_tokens=shard_tokens
+    )
     table = Table(title=f"prepared {modality.name} -> {_e(report.out)}", show_header=False)
     table.add_row("files used", f"{report.files:,}")
     table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {_e(report.out)}/report.json)" if report.skipped else ""))
-    table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB")
+    table.add_row("validation", _validation_summary(report))
+    table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB ({report.input_bytes / 1e6 / max(report.seconds, 1e-9):,.1f} MB/s)")
     for split in ("train", "val"):
         units = ", ".join(f"{v:,.0f} {k}s" for k, v in report.units[split].items() if k != "second")
         table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
@@ -111,12 +125,20 @@ def _run_prepare(
         hours = (report.units["train"]["second"] + report.units["val"].get("second", 0)) / 3600
         table.add_row("duration", f"{hours:,.2f} hours")
     table.add_row("vocabulary", f"{report.vocab_size:,}")
+    table.add_row("shard files", f"{report.shards:,}")
     table.add_row("seconds", f"{report.seconds:.1f}")
     out_console.print(table)
     for path, reason in report.skipped[:10]:
         err_console.print(f"[yellow]skipped[/] {_e(path)}: {_e(reason)}", highlight=False)
     if len(report.skipped) > 10:
         err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {_e(report.out)}/report.json[/]")
+
+
+def _validation_summary(report: Any) -> str:
+    """Which files validation holds, in a few words (report.json lists them all)."""
+    if len(report.validation) == 1 and "from" in report.validation[0]:
+        return f"the tail of {_e(Path(report.validation[0]['file']).name)} (from position {report.validation[0]['from']:,})"
+    return f"{len(report.validation):,} file(s), listed in {_e(report.out)}/report.json"
 
 
 @prepare_app.command("text")
@@ -126,19 +148,24 @@ def prepare_text(
     out: OutDir = None,
     tokenizer: Annotated[str, typer.Option(help="bytes (256 ids, lossless), chars (vocabulary from the corpus) or bpe.")] = "bytes",
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size for --tokenizer bpe.")] = 4096,
+    bpe_train_bytes: BpeTrainBytes = 100_000_000,
     glob: Glob = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
+    shard_tokens: ShardTokens = 100_000_000,
     quiet: Quiet = False,
 ) -> None:
     """Tokenize text files (UTF-8). With no SRC, the bundled corpus (Milton's Paradise Lost and
-    Paradise Regained, public domain) is used, so you can try wgpt with no data of your own."""
+    Paradise Regained, public domain) is used, so you can try wgpt with no data of your own.
+
+    Big files are read in 4 MB pieces cut at line ends, in parallel, so memory stays flat whatever the corpus size."""
     from wgpt.modalities.text import TextModality, bundled_corpus
 
     if not sources:
         sources = [bundled_corpus()]
         err_console.print(f"no SRC given: using the bundled corpus {_e(sources[0])}", highlight=False)
-    _run_prepare(TextModality(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
+    modality = TextModality(tokenizer, vocab_size=vocab_size, bpe_train_bytes=bpe_train_bytes)
+    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet)
 
 
 @prepare_app.command("midi")
@@ -148,15 +175,18 @@ def prepare_midi(
     out: OutDir = None,
     tokenizer: Annotated[str, typer.Option(help="miditok tokenizer: REMI, TSD, MIDILike, Structured...")] = "REMI",
     vocab_size: Annotated[Optional[int], typer.Option(help="Train BPE to this vocabulary size (on the training split).")] = None,
+    bpe_train_bytes: BpeTrainBytes = 100_000_000,
     glob: Glob = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
+    shard_tokens: ShardTokens = 100_000_000,
     quiet: Quiet = False,
 ) -> None:
     """Tokenize MIDI files with miditok, one token stream per file (instruments kept)."""
     from wgpt.modalities import modality_class
 
-    _run_prepare(modality_class("midi")(tokenizer, vocab_size=vocab_size), sources, out, glob, val_fraction, workers, quiet)
+    modality = modality_class("midi")(tokenizer, vocab_size=vocab_size, bpe_train_bytes=bpe_train_bytes)
+    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet)
 
 
 @prepare_app.command("audio")
@@ -169,12 +199,15 @@ def prepare_audio(
     glob: Glob = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
+    shard_tokens: ShardTokens = 100_000_000,
     quiet: Quiet = False,
 ) -> None:
-    """Mix to mono, resample, normalise and mu-law quantise recordings."""
+    """Mix to mono, resample, normalise and mu-law quantise recordings. Recordings longer than about 25 minutes are read in pieces."""
     from wgpt.modalities import modality_class
 
-    _run_prepare(modality_class("audio")(sample_rate=sample_rate, bits=bits), sources, out, glob, val_fraction, workers, quiet)
+    _run_prepare(
+        modality_class("audio")(sample_rate=sample_rate, bits=bits), sources, out, glob, val_fraction, workers, shard_tokens, quiet
+    )
 
 
 # -- train --------------------------------------------------------------------------------
@@ -223,7 +256,7 @@ def train(
     """
     from wgpt.distributed import is_main_process
     from wgpt.runs import plan_run
-    from wgpt.train import train as run_training
+    from wgpt.training import train as run_training
 
     if wavelet and wavelet_kind not in (None, "haar"):
         raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {wavelet_kind}")
@@ -288,7 +321,7 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Validation loss (nats/token), bits per token, perplexity and bits per byte/char/sample/note."""
-    from wgpt.evaluate import evaluate
+    from wgpt.evaluation import evaluate
 
     result = evaluate(ckpt, data, max_tokens=max_tokens, samples=samples, device=device)
     if as_json:
@@ -375,10 +408,10 @@ def demo(
 
     from wgpt.config import preset as get_preset
     from wgpt.modalities.text import TextModality, bundled_corpus
-    from wgpt.prepare import prepare
+    from wgpt.preparation import prepare
     from wgpt.runs import clear_run
     from wgpt.sampling import SampleRequest, sample_to_files
-    from wgpt.train import train as run_training
+    from wgpt.training import train as run_training
 
     corpus = bundled_corpus()
     err_console.print(f"1/3 preparing the bundled corpus ({corpus.name}) as bytes")
@@ -423,7 +456,7 @@ def bench_cmd(
 
     Writes summary.json, summary.md and val_loss.png.
     """
-    from wgpt.bench import VARIANTS, bench, markdown_table
+    from wgpt.benchmark import VARIANTS, bench, markdown_table
     from wgpt.config import override
     from wgpt.config import preset as get_preset
     from wgpt.runs import default_data

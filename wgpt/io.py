@@ -23,8 +23,7 @@ from wgpt.errors import WgptError
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; rename it onto ``path`` on success."""
     path = Path(path)
-    tmp = _temp_beside(path)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    tmp = temp_beside(path)
     try:
         yield Path(tmp)
         try:
@@ -41,17 +40,19 @@ def check_writable(path: Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise WgptError(f"cannot write {path}: a folder has that name; choose another file name")
-    os.unlink(_temp_beside(path))  # the folder exists (or was made) and takes a new file
+    os.unlink(temp_beside(path))  # the folder exists (or was made) and takes a new file
 
 
-def _temp_beside(path: Path) -> str:
-    """A new empty temporary file in ``path``'s folder, made if missing; a clear error where that fails."""
+def temp_beside(path: Path) -> str:
+    """A new empty temporary file in ``path``'s folder (made if missing), with the usual permissions;
+    a clear error where that fails."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     return tmp
 
 
@@ -69,15 +70,18 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
+def atomic_open(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """A file written under a temporary name, renamed into place when complete; ``durable``
+    also waits for it to reach the disk (fsync), which can take seconds after a large write."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    with atomic_open(path) as f:
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    with atomic_open(path, durable) as f:
         f.write(data)
 
 
@@ -90,5 +94,5 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+def write_json(path: Path, obj: Any, durable: bool = True) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"), durable)

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 console = Console(stderr=True)
 
 
-def progress_bar(show: bool = True, *fields: str) -> Progress:
-    """A bar with count, elapsed and remaining time, plus ``fields`` shown as ``name=value``."""
+def progress_bar(show: bool = True, *fields: str, unit: str = "items") -> Progress:
+    """A bar with elapsed and remaining time, plus ``fields`` shown as ``name value``. ``unit="bytes"``
+    counts bytes and shows their rate (MB/s); else it counts items (steps, tokens)."""
+    amount = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *amount,
         TimeElapsedColumn(),
         TextColumn("<"),
         TimeRemainingColumn(),

@@ -12,12 +12,12 @@ from torch import Tensor
 
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
-from wgpt.generate import check_prompt, check_sampling, generate
+from wgpt.generation import check_prompt, check_sampling, generate
 from wgpt.io import check_writable
 from wgpt.modalities import Modality, modality_from_spec
 from wgpt.modalities.text import TextModality
 from wgpt.progress import progress_bar
-from wgpt.train import pick_device
+from wgpt.training import pick_device
 
 
 @dataclass

@@ -1,65 +1,186 @@
-"""Token shards on disk: one flat file of ids per split plus ``meta.json``.
+"""Token shards on disk: each split as numbered files of flat ids, plus ``meta.json``.
 
-``train.bin`` and ``val.bin`` hold little-endian uint16 ids (uint32 when the vocabulary has more
-than 65,536 entries) and are read through ``np.memmap``. ``meta.json`` is written last, so a
-folder without it (an interrupted ``wgpt prepare``) is never accepted for training. Batches are a
-pure function of (seed, step): equal seeds give equal batches whatever the model or the number of
-processes, which is what makes baseline/wavelet comparisons and exact resumes possible.
+A split is one sequence of ids cut into shard files (``train-00000.bin``, ``train-00001.bin``, ...)
+of at most ``shard_tokens`` ids each, little-endian uint16 (uint32 when the vocabulary has more
+than 65,536 entries). ``meta.json`` lists every shard with its token count and sha256, so a split
+never has to be held in memory, neither to write it nor to read it: readers memory-map the files
+and see them as one sequence (``TokenStream``).
+
+Shards are written under temporary names and renamed into place only when every split is
+complete; ``meta.json`` is written after them, so a folder without it (an interrupted
+``wgpt prepare``) is never accepted. Opening a folder checks every file's size; checksums are
+read where that is cheap (folders up to ``CHECKSUM_LIMIT``) or when asked (``verify=True``), so
+opening a 40 GB folder does not read 40 GB. No torch here: preparation does not need it.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-import torch
 
 from wgpt.errors import WgptError
+from wgpt.io import temp_beside
 
 FORMAT = "wgpt-shards"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1: one train.bin and one val.bin, read as one-shard splits
 META = "meta.json"
 SPLITS = ("train", "val")
-CHECKSUM_LIMIT = 1 << 30  # verify sha256 of shards up to 1 GiB (about a second); sizes always
+SHARD_TOKENS = 100_000_000  # ids per shard file: 200 MB at uint16, a size every file system and copy tool handles well
+CHECKSUM_LIMIT = 1 << 30  # folders up to 1 GiB are checksummed whenever opened (about a second); larger ones on request
+_SHARD_NAME = re.compile(r"^(train|val)(-\d{5})?\.bin$")
 
 
 def shard_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
 
-class ShardWriter:
-    """Appends id arrays to an open binary file, counting and hashing as it goes."""
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}.bin"
 
-    def __init__(self, f: BinaryIO, vocab_size: int) -> None:
-        self.f, self.vocab_size, self.dtype = f, vocab_size, shard_dtype(vocab_size)
+
+def as_shard_ids(ids: Any, vocab_size: int) -> np.ndarray:
+    """``ids`` in the shard dtype, checked against the vocabulary; never widened on the way."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.dtype.kind not in "ui" or ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"token id outside the vocabulary of {vocab_size}")
+    return ids.astype(shard_dtype(vocab_size), copy=False)
+
+
+# -- writing -----------------------------------------------------------------------------------
+class SplitWriter:
+    """Appends ids to one split's shard files, each hashed as it is written, under temporary names.
+
+    ``rename_into_place`` puts the files in place once every split is complete; ``discard``
+    removes them (an interrupted or failed preparation leaves nothing behind).
+    """
+
+    def __init__(self, folder: Path, split: str, vocab_size: int, shard_tokens: int = SHARD_TOKENS) -> None:
+        if shard_tokens < 1:
+            raise WgptError(f"--shard-tokens must be at least 1, got {shard_tokens}")
+        self.folder, self.split, self.vocab_size, self.shard_tokens = Path(folder), split, vocab_size, shard_tokens
+        self.dtype = shard_dtype(vocab_size)
         self.tokens, self.documents = 0, 0
-        self.sha = hashlib.sha256()
+        self.units: dict[str, float] = {}
+        self.shards: list[dict[str, Any]] = []
+        self._temps: list[str] = []
+        self._file: Any = None
+        self._sha: Any = None
+        self._in_shard = 0
 
     def append(self, ids: np.ndarray) -> None:
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token id outside the vocabulary of {self.vocab_size}")
-        data = ids.astype(self.dtype).tobytes()
-        self.f.write(data)
-        self.sha.update(data)
-        self.tokens += ids.size
-        self.documents += 1
+        """Append ids; an array already in the shard dtype is taken as checked by ``as_shard_ids``."""
+        data = np.ascontiguousarray(ids if ids.dtype == self.dtype else as_shard_ids(ids, self.vocab_size))
+        while data.size:
+            if self._file is None:
+                self._open_shard()
+            take = min(data.size, self.shard_tokens - self._in_shard)
+            chunk = data[:take].data  # a view: no copy on the way to the file and the hash
+            self._file.write(chunk)
+            self._sha.update(chunk)
+            self._in_shard += take
+            self.tokens += take
+            data = data[take:]
+            if self._in_shard == self.shard_tokens:
+                self._close_shard()
 
-    def summary(self, filename: str, units: dict[str, int]) -> dict[str, Any]:
-        return {"file": filename, "tokens": self.tokens, "documents": self.documents, "sha256": self.sha.hexdigest(), "units": units}
+    def add_units(self, units: dict[str, float]) -> None:
+        for k, v in units.items():
+            self.units[k] = self.units.get(k, 0) + v  # seconds are fractional: no rounding per piece
+
+    def _open_shard(self) -> None:
+        tmp = temp_beside(self.folder / shard_name(self.split, len(self.shards)))
+        self._temps.append(tmp)
+        self._file, self._sha, self._in_shard = open(tmp, "wb"), hashlib.sha256(), 0  # noqa: SIM115 - closed in _close_shard
+
+    def _close_shard(self) -> None:
+        self._file.close()
+        self.shards.append({"file": shard_name(self.split, len(self.shards)), "tokens": self._in_shard, "sha256": self._sha.hexdigest()})
+        self._file = None
+
+    def close(self) -> dict[str, Any]:
+        """Finish the last shard; the split's entry for ``meta.json``."""
+        if self._file is not None:
+            self._close_shard()
+        return {"tokens": self.tokens, "documents": self.documents, "units": self.units, "shards": self.shards}
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for tmp in self._temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def rename_into_place(self) -> None:
+        for tmp, shard in zip(self._temps, self.shards, strict=True):
+            os.replace(tmp, self.folder / shard["file"])
+
+
+def remove_stale_shards(folder: Path, listed: set[str]) -> None:
+    """Remove the shard files of an earlier preparation of ``folder`` that ``meta.json`` no longer lists."""
+    for path in Path(folder).iterdir():
+        if _SHARD_NAME.match(path.name) and path.name not in listed:
+            path.unlink()
+
+
+# -- reading -----------------------------------------------------------------------------------
+class TokenStream:
+    """Several arrays of ids read as one sequence: ``len``, slices (which may span files) and ``dtype``."""
+
+    def __init__(self, parts: list[np.ndarray], dtype: np.dtype) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.dtype = np.dtype(dtype)
+        self.starts = np.cumsum([0, *map(len, self.parts)]).tolist()  # starts[i]: position of parts[i]; last: the length
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    @property
+    def size(self) -> int:
+        return len(self)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("a TokenStream is read in contiguous slices")
+        start, stop, _ = key.indices(len(self))
+        if stop <= start:
+            return np.zeros(0, dtype=self.dtype)
+        first = bisect.bisect_right(self.starts, start) - 1
+        pieces = []
+        while start < stop:
+            offset = self.starts[first]
+            end = min(stop, self.starts[first + 1])
+            pieces.append(self.parts[first][start - offset : end - offset])
+            start, first = end, first + 1
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=self.dtype)
+        return whole if dtype is None else whole.astype(dtype)
+
+    @classmethod
+    def concat(cls, streams: list[TokenStream]) -> TokenStream:
+        return cls([p for s in streams for p in s.parts], streams[0].dtype)
 
 
 @dataclass
 class Shards:
-    """An opened shard folder: metadata plus memory-mapped splits."""
+    """An opened shard folder: metadata plus each split as a memory-mapped ``TokenStream``."""
 
     path: Path
     meta: dict[str, Any]
-    train: np.ndarray
-    val: np.ndarray
+    train: TokenStream
+    val: TokenStream
+    files: list[Path] = field(default_factory=list)
 
     @property
     def modality_spec(self) -> dict[str, Any]:
@@ -80,40 +201,60 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
         raise WgptError(f"{meta_path} is unreadable ({err}): run `wgpt prepare` again") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise WgptError(f"{meta_path} is not wgpt shard metadata (version {VERSION}): run `wgpt prepare` again")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE:
+        raise WgptError(f"{meta_path} is not wgpt shard metadata (versions {', '.join(map(str, READABLE))}): run `wgpt prepare` again")
     return meta
 
 
-def open_shards(path: Path, verify: bool = True) -> Shards:
-    """Open and check a shard folder: every split's size, and its checksum where cheap."""
+def open_shards(path: Path, verify: bool | None = None) -> Shards:
+    """Open and check a shard folder: every file's size, and the checksums when ``verify`` is True,
+    or, when it is None, where that is cheap (the folder holds at most ``CHECKSUM_LIMIT`` bytes)."""
     path = Path(path)
     meta = read_meta(path)
     dtype, splits = _layout(meta, path)
-    arrays = {}
+    sizes = {s: [_checked_size(path, shard, dtype) for shard in splits[s]] for s in SPLITS}
+    if verify is None:
+        verify = sum(map(sum, sizes.values())) <= CHECKSUM_LIMIT
+    streams, files = {}, []
     for split in SPLITS:
-        info = splits[split]
-        file = path / info["file"]
-        size = file.stat().st_size if file.is_file() else -1
-        if size != info["tokens"] * dtype.itemsize:
-            raise WgptError(
-                f"{file} does not match {META} ({size} bytes, expected {info['tokens'] * dtype.itemsize}): run `wgpt prepare` again"
-            )
-        if verify and size <= CHECKSUM_LIMIT and _sha256(file) != info["sha256"]:
-            raise WgptError(f"{file} is corrupt (checksum differs from {META}): run `wgpt prepare` again")
-        arrays[split] = np.memmap(file, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
-    return Shards(path, meta, arrays["train"], arrays["val"])
+        parts = []
+        for shard, size in zip(splits[split], sizes[split], strict=True):
+            file = path / shard["file"]
+            if verify and sha256_of(file) != shard["sha256"]:
+                raise WgptError(f"{file} is corrupt (checksum differs from {META}): run `wgpt prepare` again")
+            parts.append(np.memmap(file, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype))
+            files.append(file)
+        streams[split] = TokenStream(parts, dtype)
+    return Shards(path, meta, streams["train"], streams["val"], files)
 
 
-def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, dict[str, Any]]]:
-    """The dtype and split entries of ``meta``, or a clear error if the file was damaged or hand-edited."""
+def _checked_size(folder: Path, shard: dict[str, Any], dtype: np.dtype) -> int:
+    file = folder / shard["file"]
+    size = file.stat().st_size if file.is_file() else -1
+    if size != shard["tokens"] * dtype.itemsize:
+        raise WgptError(
+            f"{file} does not match {META} ({size} bytes, expected {shard['tokens'] * dtype.itemsize}): run `wgpt prepare` again"
+        )
+    return size
+
+
+def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, list[dict[str, Any]]]]:
+    """The dtype and each split's shard entries of ``meta`` (version 1 read as one shard per split),
+    or a clear error if the file was damaged or hand-edited."""
     try:
         dtype = np.dtype(meta["dtype"])
-        splits = {s: meta["splits"][s] for s in SPLITS}
+        if meta["version"] == 1:
+            splits = {s: [meta["splits"][s]] for s in SPLITS}
+            names_ok = all(splits[s][0]["file"] == f"{s}.bin" for s in SPLITS)
+        else:
+            splits = {s: meta["splits"][s]["shards"] for s in SPLITS}
+            names_ok = all(shard["file"] == shard_name(s, i) for s in SPLITS for i, shard in enumerate(splits[s]))
         well_formed = (
-            isinstance(meta["vocab_size"], int)
+            names_ok
+            and isinstance(meta["vocab_size"], int)
+            and dtype == shard_dtype(meta["vocab_size"])
             and isinstance(meta["modality"], dict)
-            and all(splits[s]["file"] == f"{s}.bin" and isinstance(splits[s]["tokens"], int) and "sha256" in splits[s] for s in SPLITS)
+            and all(isinstance(shard["tokens"], int) and shard["tokens"] >= 0 and "sha256" in shard for s in SPLITS for shard in splits[s])
         )
     except (KeyError, TypeError):
         well_formed = False
@@ -122,34 +263,9 @@ def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, dict[
     return dtype, splits
 
 
-def _sha256(file: Path) -> str:
+def sha256_of(file: Path) -> str:
     sha = hashlib.sha256()
     with open(file, "rb") as f:
         while chunk := f.read(1 << 22):
             sha.update(chunk)
     return sha.hexdigest()
-
-
-def check_length(data: np.ndarray, context: int, split: str, where: Path) -> None:
-    if len(data) < context + 1:
-        raise WgptError(
-            f"the {split} split of {where} has {len(data)} tokens, fewer than context + 1 = {context + 1}: add data or lower --context"
-        )
-
-
-def train_offsets(n_tokens: int, context: int, batch: int, seed: int, step: int) -> torch.Tensor:
-    """Start offsets of the global batch for ``step``: a pure function of (seed, step)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return torch.randint(0, n_tokens - context, (batch,), generator=g)
-
-
-def eval_offsets(n_tokens: int, context: int, count: int) -> torch.Tensor:
-    """``count`` evenly spaced windows over the split: the same every evaluation."""
-    return torch.linspace(0, n_tokens - context - 1, count).long()
-
-
-def get_batch(data: np.ndarray, offsets: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets, both (B, context) int64."""
-    rows = np.stack([np.asarray(data[o : o + context + 1], dtype=np.int64) for o in offsets.tolist()])  # (B, T+1)
-    xy = torch.from_numpy(rows)
-    return xy[:, :-1], xy[:, 1:]

@@ -1,7 +1,7 @@
 """Audio as mu-law samples: one token per sample, 256 ids at 8 bits, 16,000 tokens per second.
 
 This is the paper's audio setup (YouTube-Mix piano as 8-bit mu-law samples at 16 kHz), the
-SampleRNN/WaveNet/SaShiMi recipe. ``load`` turns any file libsndfile reads into ids:
+SampleRNN/WaveNet/SaShiMi recipe. ``encode`` turns any file libsndfile reads into ids:
 
 1. read in blocks of ``BLOCK_FRAMES`` (any rate, any channel count), so a long recording is never
    held at its source rate;
@@ -20,7 +20,9 @@ SampleRNN/WaveNet/SaShiMi recipe. ``load`` turns any file libsndfile reads into 
    passages keep their detail: the step between levels grows with amplitude, and near 0 it is
    1/(1 + mu) of the step near full scale (1/256 at 8 bits).
 
-A payload is the ids of one file as ``uint8`` (``uint16`` above 8 bits).
+Recordings longer than ``PIECE_FRAMES`` are cut into pieces on whole resampling periods, which
+workers read in parallel; a first pass over the pieces finds the file's peak (step 4), so no
+recording is ever held whole. Ids are ``uint8`` (``uint16`` above 8 bits).
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ import soxr
 
 from wgpt.errors import WgptError
 from wgpt.io import write_wav
-from wgpt.modalities.base import Modality, SkipFile
+from wgpt.modalities.base import Modality, Piece, SkipFile
 
 ENCODING = "mu-law"
 PEAK = 0.95  # each file's loudest sample after normalisation (see the module docstring)
 SILENCE_PEAK = 1e-3  # -60 dBFS: normalising a quieter file takes over 1000x gain, which mostly amplifies noise
 CLIP_LEVEL = 0.999  # decoded |x| at or above this counts as clipped: only the outermost classes reach it
-BLOCK_FRAMES = 1 << 16  # frames read per block: about 1.5 s at 44.1 kHz, bounded memory for any file
+BLOCK_FRAMES = 1 << 16  # frames read per block: about 1.5 s at 44.1 kHz
+PIECE_FRAMES = 1 << 26  # source frames per piece: 25 minutes at 44.1 kHz, which keeps most tracks whole (one decoding pass)
+MARGIN_S = 0.1  # seconds of neighbouring audio the resampler sees around a piece (its filter spans milliseconds)
 RESAMPLE_QUALITY = "HQ"  # soxr: 20-bit precision, passband to 91% of the output Nyquist
 CENTROID_FRAME = 1024  # samples per FFT frame of the spectral centroid (64 ms at 16 kHz)
 PCM_SCALE = 32767  # float to 16-bit PCM for written WAVs
@@ -134,38 +138,75 @@ def _check_finite(mono: np.ndarray, start: float, rate: int) -> None:
 
 
 def _read_mono(path: Path, rate: int) -> list[np.ndarray]:
-    """Decode ``path`` block by block to mono float32 at ``rate``; a list of chunks, in order."""
+    """Decode all of ``path`` block by block to mono float32 at ``rate``; a list of chunks, in order."""
     with _open(path) as f:
         if f.frames == 0:
             raise SkipFile("no audio frames (an empty recording, or a truncated file)")
-        stream = None if f.samplerate == rate else _resampler(f.samplerate, rate)
-        chunks = []
-        try:
-            for block in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-                mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))  # (frames,)
-                _check_finite(mono, (f.tell() - block.shape[0]) / f.samplerate, f.samplerate)
-                chunks.append(stream.resample_chunk(mono) if stream else mono)
-        except sf.LibsndfileError as err:
-            where = f.tell() / f.samplerate
-            raise SkipFile(f"corrupt audio data near {where:.1f} s ({_libsndfile_detail(err)})") from None
-        if stream:
-            chunks.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))  # the filter's tail
+        return _decode(f, rate, 0, f.frames)
+
+
+def _decode(f: sf.SoundFile, rate: int, start: int, stop: int) -> list[np.ndarray]:
+    """Source frames ``[start, stop)`` of an open file as mono float32 chunks at ``rate``."""
+    stream = None if f.samplerate == rate else _resampler(f.samplerate, rate)
+    chunks = []
+    try:
+        f.seek(start)
+        for block in f.blocks(BLOCK_FRAMES, frames=stop - start, dtype="float32", always_2d=True):
+            mono = np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))  # (frames,)
+            _check_finite(mono, (f.tell() - block.shape[0]) / f.samplerate, f.samplerate)
+            chunks.append(stream.resample_chunk(mono) if stream else mono)
+    except sf.LibsndfileError as err:
+        where = f.tell() / f.samplerate
+        raise SkipFile(f"corrupt audio data near {where:.1f} s ({_libsndfile_detail(err)})") from None
+    if stream:
+        chunks.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))  # the filter's tail
     return chunks
+
+
+def _period(source_rate: int, rate: int) -> int:
+    """Source frames in one whole resampling period: cut there, a piece starts on an output sample."""
+    return source_rate // math.gcd(source_rate, rate)
+
+
+def _read_span(path: Path, rate: int, start: int, stop: int) -> np.ndarray:
+    """Source frames ``[start, stop)`` as mono float32 at ``rate``, for a piece of a long file.
+
+    The resampler sees ``MARGIN_S`` of the neighbouring audio on each side (then dropped), so the
+    piece is filtered as it would be inside the whole recording, up to the filter's precision.
+    """
+    with _open(path) as f:
+        period = _period(f.samplerate, rate)
+        margin = period * math.ceil(f.samplerate * MARGIN_S / period)
+        low, high = max(0, start - margin), min(f.frames, stop + margin)
+        chunks = _decode(f, rate, low, high)
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    first = (start - low) * rate // f.samplerate  # exact: start and low lie on whole periods
+    if stop >= f.frames:  # the last piece keeps the resampler's tail
+        return samples[first:]
+    return samples[first : first + (stop - start) * rate // f.samplerate]
 
 
 def _dbfs(amplitude: float) -> float:
     return 20 * math.log10(amplitude)
 
 
-def _normalise_and_encode(chunks: list[np.ndarray], bits: int) -> np.ndarray:
-    """Scale the whole recording to peak ``PEAK`` and mu-law encode it, one chunk at a time."""
-    peak = max((float(np.abs(c).max()) for c in chunks if c.size), default=0.0)
+def _peak(chunks: list[np.ndarray]) -> float:
+    return max((float(np.abs(c).max()) for c in chunks if c.size), default=0.0)
+
+
+def _gain(peak: float) -> np.float32:
+    """The one gain of a recording whose loudest sample is ``peak``, or ``SkipFile`` if it is silent."""
     if peak == 0.0:
         raise SkipFile("silent (every sample is zero)")
     if peak < SILENCE_PEAK:
         raise SkipFile(f"silent (peak {_dbfs(peak):.0f} dBFS, below {_dbfs(SILENCE_PEAK):.0f} dBFS)")
+    return np.float32(PEAK / peak)
+
+
+def _encode_chunks(chunks: list[np.ndarray], gain: np.float32, bits: int) -> np.ndarray:
+    """Scale by ``gain`` and mu-law encode, one chunk at a time."""
     ids = np.empty(sum(c.size for c in chunks), dtype=_id_dtype(bits))
-    gain, start = np.float32(PEAK / peak), 0
+    start = 0
     for chunk in chunks:
         ids[start : start + chunk.size] = mulaw_encode(chunk * gain, bits)
         start += chunk.size
@@ -192,6 +233,7 @@ class AudioModality(Modality):
     extensions: ClassVar[tuple[str, ...]] = _readable_extensions()
     output_extensions: ClassVar[tuple[str, ...]] = (".wav",)
     unit: ClassVar[str] = "sample"
+    piece_extent: ClassVar[int | None] = PIECE_FRAMES
 
     def __init__(self, sample_rate: int = 16000, bits: int = 8) -> None:
         if not _is_int(sample_rate) or not 1000 <= sample_rate <= 192000:
@@ -223,18 +265,38 @@ class AudioModality(Modality):
         return cls(spec["sample_rate"], spec["bits"])
 
     # -- files to ids ---------------------------------------------------------------------
+    def plan(self, path: Path) -> tuple[int, int]:
+        """The file's source frames; a file libsndfile cannot open is skipped now."""
+        with _open(Path(path)) as f:
+            if f.frames == 0:
+                raise SkipFile("no audio frames (an empty recording, or a truncated file)")
+            return 0, f.frames
+
+    def boundary(self, path: Path, position: int) -> int:
+        """The first whole resampling period at or after ``position``."""
+        period = _period(sf.info(str(path)).samplerate, self.sample_rate)
+        return -(-position // period) * period
+
+    def scan(self, piece: Piece) -> float:
+        """A piece's peak, after mixing and resampling: the whole file gets one gain from them."""
+        return _peak([_read_span(piece.path, self.sample_rate, piece.start, piece.stop)])
+
+    def combine(self, path: Path, facts: list[float]) -> np.float32:
+        return _gain(max(facts, default=0.0))
+
+    def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+        if piece.whole:
+            chunks = _read_mono(piece.path, self.sample_rate)
+            gain = _gain(_peak(chunks))
+        else:
+            chunks, gain = [_read_span(piece.path, self.sample_rate, piece.start, piece.stop)], facts
+        ids = _encode_chunks(chunks, gain, self.bits)
+        return ids, {"sample": int(ids.size), "second": ids.size / self.sample_rate}
+
     def load(self, path: Path) -> np.ndarray:
-        return _normalise_and_encode(_read_mono(Path(path), self.sample_rate), self.bits)
-
-    def tokenize(self, payload: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        return payload.astype(np.int64), {"sample": int(payload.size), "second": payload.size / self.sample_rate}
-
-    def split_payload(self, payload: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """The recording's last ``fraction`` becomes validation: a single take still gets unseen audio."""
-        cut = round(payload.size * (1.0 - fraction))
-        if cut <= 0 or cut >= payload.size:
-            return None
-        return payload[:cut], payload[cut:]
+        """All of one file's ids, as preparation gives them."""
+        path = Path(path)
+        return self.encode(Piece(path, *self.plan(path)))[0]
 
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         """A prompt file goes through exactly the training pipeline; no prompt at all is an empty one."""
@@ -242,13 +304,7 @@ class AudioModality(Modality):
             if text:
                 raise WgptError("audio prompts come from a file: use --prompt-file in.wav")
             return []
-        try:
-            payload = self.load(Path(path))
-        except SkipFile as err:
-            raise WgptError(f"prompt file {path}: {err}") from None
-        except OSError as err:
-            raise WgptError(f"cannot read prompt file {path}: {err.strerror or err}") from None
-        return self.tokenize(payload)[0].tolist()
+        return self.encode_file(path)
 
     def start_ids(self) -> list[int]:
         """Unprompted samples start from the class nearest silence (there is no separator to start from)."""

@@ -2,27 +2,50 @@
 
 A modality turns files into token ids and token ids back into files. Everything downstream of
 the token shards (training, evaluation, the sampling loop) sees only ids and this interface, so
-text, MIDI and audio share one pipeline. Preparation runs in three steps:
+text, MIDI and audio share one pipeline.
 
-1. ``load(path)`` in worker processes: read and decode one file into a picklable payload, or
-   raise ``SkipFile`` with a reason (the file is reported, the run goes on);
-2. ``fit(train_payloads)`` once: learn a vocabulary from the training split only (BPE, chars);
-3. ``tokenize(payload)``: payload to ids plus the counts of natural units it covers
+Preparation (``wgpt.preparation``) never holds a file whole unless the modality asks for it: every
+file is cut into pieces that worker processes read and tokenize one at a time.
+
+1. ``plan(path)`` (in a worker): a cheap look at one file, giving the span of positions it holds,
+   in the modality's own unit (bytes of text, frames of audio), or ``SkipFile`` with a reason.
+   Files longer than ``piece_extent`` are cut into pieces at positions ``boundary`` chooses (text
+   between lines, audio on whole resampling periods); ``piece_extent = None`` keeps files whole.
+2. ``scan(piece)`` (workers, only for files of several pieces): check a piece and return what
+   encoding the whole file needs to know (audio: its peak); ``combine`` merges a file's facts.
+3. ``fit_sample(piece)`` (workers) and ``fit(samples)`` (once): learn a vocabulary from the
+   training split only (characters, BPE); ``fit_bytes`` caps how much of it ``fit`` sees.
+4. ``encode(piece, facts)`` (workers): the piece's ids plus the counts of natural units it covers
    (bytes, characters, samples, notes), which evaluation turns into bits per unit.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from wgpt.errors import WgptError
+
 
 class SkipFile(Exception):
     """This file cannot be used; the message says why. Preparation skips and reports it."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A span ``[start, stop)`` of one file, in the modality's positions; the unit of parallel work."""
+
+    path: Path
+    start: int
+    stop: int
+    first: bool = True  # the file's first piece: a document's separator goes before it
+    whole: bool = True  # the file's only piece: encoding sees all of it and needs no scanned facts
+    size: int = 0  # bytes of input it covers (progress, and sampling the data ``fit`` sees)
 
 
 class Modality(ABC):
@@ -30,9 +53,11 @@ class Modality(ABC):
     extensions: ClassVar[tuple[str, ...]]  # picked up when a folder is scanned
     output_extensions: ClassVar[tuple[str, ...]]  # what `wgpt sample --out` can write
     unit: ClassVar[str]  # the natural unit evaluation reports bits per: byte, sample, note...
+    piece_extent: ClassVar[int | None] = None  # positions per piece; None: every file is one piece
 
-    separator: int | None = None  # id placed between documents, if the vocabulary has one
+    separator: int | None = None  # id placed before each document, if the vocabulary has one
     tokens_per_second: float | None = None  # set by time-based modalities (audio)
+    fit_bytes: int | None = None  # at most this many bytes of input reach ``fit``; None: all of the training split
 
     @property
     @abstractmethod
@@ -46,20 +71,52 @@ class Modality(ABC):
     @abstractmethod
     def from_spec(cls, spec: dict[str, Any]) -> Modality: ...
 
-    @abstractmethod
-    def load(self, path: Path) -> Any:
-        """Read one file into a payload for ``fit``/``tokenize``; raise ``SkipFile`` if unusable."""
+    # -- files to ids ---------------------------------------------------------------------
+    def plan(self, path: Path) -> tuple[int, int]:
+        """The span of positions ``path`` holds, after a cheap look (default: its bytes)."""
+        size = path.stat().st_size
+        if size == 0:
+            raise SkipFile("empty file")
+        return 0, size
 
-    def fit(self, payloads: list[Any]) -> None:  # noqa: B027 - optional hook
-        """Learn the vocabulary from the training payloads. Fixed vocabularies need nothing."""
+    def boundary(self, path: Path, position: int) -> int:
+        """The first position at or after ``position`` where ``path`` may be cut between two pieces."""
+        raise NotImplementedError(f"{self.name} files are not cut into pieces")
 
-    @abstractmethod
-    def tokenize(self, payload: Any) -> tuple[np.ndarray, dict[str, float]]:
-        """Payload to (ids, unit counts), e.g. ``(ids, {"byte": 1200, "char": 1180})``."""
-
-    def split_payload(self, payload: Any, fraction: float) -> tuple[Any, Any] | None:
-        """Split one payload into (train, val) when there is a single file; ``None`` if impossible."""
+    def scan(self, piece: Piece) -> Any:
+        """Check one piece of a file of several pieces; what ``combine`` needs from it."""
         return None
+
+    def combine(self, path: Path, facts: list[Any]) -> Any:
+        """What encoding each piece of ``path`` needs to know about the whole file, from its pieces' scans."""
+        return None
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether ``fit`` learns anything (a fixed vocabulary needs no pass over the data)."""
+        return False
+
+    def fit_sample(self, piece: Piece) -> Any:
+        """What ``fit`` learns from one training piece."""
+        raise NotImplementedError
+
+    def fit(self, samples: Iterable[Any], count: int) -> None:  # noqa: B027 - optional hook
+        """Learn the vocabulary from ``count`` samples of the training split. Fixed vocabularies need nothing."""
+
+    @abstractmethod
+    def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+        """A piece to (ids, unit counts), e.g. ``(ids, {"byte": 1200, "char": 1180})``."""
+
+    def encode_file(self, path: Path) -> list[int]:
+        """All ids of one small file (a prompt), through the same steps as preparation."""
+        path = Path(path)
+        try:
+            start, stop = self.plan(path)
+            return self.encode(Piece(path, start, stop))[0].tolist()
+        except SkipFile as err:
+            raise WgptError(f"prompt file {path}: {err}") from None
+        except OSError as err:
+            raise WgptError(f"cannot read prompt file {path}: {err.strerror or err}") from None
 
     @abstractmethod
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:

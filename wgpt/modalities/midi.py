@@ -1,9 +1,10 @@
 """Symbolic music as one stream of MidiTok tokens (REMI by default), optionally compressed by BPE.
 
 Every track of a file goes into one sequence, each note carrying its program (``use_programs``),
-so multi-track pieces keep their instruments. The expensive part, parsing and base tokenization,
-runs in ``load`` inside the worker processes; ``fit`` learns BPE on the training split only, and
-``tokenize`` just applies it. Decoding must survive the junk an untrained model emits: the
+so multi-track pieces keep their instruments. Files are tokenized whole, each in a worker process:
+``encode`` parses and base-tokenizes (``load``), then applies BPE when it has been learned
+(``tokenize``); ``fit`` learns BPE from the training split only, from at most ``fit_bytes`` of
+MIDI files spread over it. Decoding must survive the junk an untrained model emits: the
 tokenizers decode any id sequence, and what still fails is cut back to its longest decodable prefix.
 """
 
@@ -13,6 +14,7 @@ import copy
 import importlib.util
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +23,7 @@ import numpy as np
 
 from wgpt.errors import WgptError
 from wgpt.io import write_atomic, write_wav
-from wgpt.modalities.base import Modality, SkipFile
+from wgpt.modalities.base import Modality, Piece, SkipFile
 
 # Tokenizers that emit one id per step; CPWord, Octuple and MuMIDI emit a tuple per step.
 TOKENIZERS = ("REMI", "TSD", "MIDILike", "Structured", "BEAT")
@@ -33,6 +35,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_tempos": 43,  # a 5 qpm grid, so common tempos (80, 100, 120 qpm) are exact
 }
 BOS, EOS = "BOS_None", "EOS_None"
+BPE_TRAIN_BYTES = 100_000_000  # MIDI bytes BPE learns from by default: tens of thousands of files
 SAMPLE_RATE = 22050  # rendering rate of `--out song.wav`: enough for sine or soundfont previews
 _VERSION_KEYS = ("miditok_version", "symusic_version", "hf_tokenizers_version")
 
@@ -59,15 +62,21 @@ class MidiModality(Modality):
         vocab_size: int | None = None,
         tokenizer_params: dict[str, Any] | None = None,
         soundfont: str | None = None,
+        bpe_train_bytes: int = BPE_TRAIN_BYTES,
     ) -> None:
         tok = _build_tokenizer(tokenizer, {**DEFAULT_PARAMS, **(tokenizer_params or {})})
         if vocab_size is not None and vocab_size <= len(tok):
             raise WgptError(f"--vocab-size must exceed the {len(tok)} base tokens of {tokenizer}, got {vocab_size}")
-        self._adopt(tok, tokenizer, vocab_size, soundfont)
+        self._adopt(tok, tokenizer, vocab_size, soundfont, bpe_train_bytes)
 
-    def _adopt(self, tok: Any, tokenizer: str, vocab_size: int | None, soundfont: str | None) -> None:
+    def _adopt(
+        self, tok: Any, tokenizer: str, vocab_size: int | None, soundfont: str | None, bpe_train_bytes: int = BPE_TRAIN_BYTES
+    ) -> None:
         """Shared by ``__init__`` and ``from_spec``, which brings an already trained tokenizer."""
+        if bpe_train_bytes < 1:
+            raise WgptError(f"--bpe-train-bytes must be at least 1, got {bpe_train_bytes}")
         self._tok = tok
+        self.fit_bytes = bpe_train_bytes  # MIDI bytes of training files that BPE learns from
         self.tokenizer = tokenizer
         self.requested_vocab = vocab_size  # None: nothing to learn in fit()
         self.soundfont = soundfont  # set by `wgpt sample` for .wav; None renders sine waves
@@ -78,12 +87,17 @@ class MidiModality(Modality):
     def vocab_size(self) -> int:
         return len(self._tok)
 
-    def fit(self, payloads: list[MidiPayload]) -> None:
-        """Learn BPE merges on the training payloads when a vocabulary size was asked for."""
-        if self.requested_vocab is None:
-            return
-        corpus = [self._chunk_bytes(p) for p in payloads]
-        self._tok.train(vocab_size=self.requested_vocab, model="BPE", iterator=corpus)
+    @property
+    def needs_fit(self) -> bool:
+        return self.requested_vocab is not None  # BPE to learn
+
+    def fit_sample(self, piece: Piece) -> list[str]:
+        return self._chunk_bytes(self.load(piece.path))
+
+    def fit(self, samples: Iterable[list[str]], count: int) -> None:
+        """Learn BPE merges from ``count`` training files' chunk strings (``fit_sample``), streamed."""
+        if self.requested_vocab is not None:
+            self._tok.train(vocab_size=self.requested_vocab, model="BPE", iterator=_Sized(samples, count))
 
     def spec(self) -> dict[str, Any]:
         """The tokenizer in MidiTok's own saved form (config plus learned merges), as pure JSON."""
@@ -96,6 +110,17 @@ class MidiModality(Modality):
         return modality
 
     # -- files to ids ---------------------------------------------------------------------
+    def plan(self, path: Path) -> tuple[int, int]:
+        """The file's bytes, after a look at its header: MIDI files are tokenized whole."""
+        start, stop = super().plan(path)
+        with open(path, "rb") as f:
+            if f.read(4) != b"MThd":
+                raise SkipFile("not a MIDI file (no MThd header)")
+        return start, stop
+
+    def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, int]]:
+        return self.tokenize(self.load(piece.path))
+
     def load(self, path: Path) -> MidiPayload:
         """Parse and base-tokenize one file; this is the costly step, so it runs in the workers."""
         score = _read_score(Path(path))
@@ -122,10 +147,10 @@ class MidiModality(Modality):
     def tokenize(self, payload: MidiPayload) -> tuple[np.ndarray, dict[str, int]]:
         units = {"note": payload.notes, "second": round(payload.seconds)}  # the pipeline sums ints per file
         if not self._tok.is_trained:
-            return payload.ids.astype(np.int64), units
+            return payload.ids, units
         # as MusicTokenizer.encode_token_ids does, on the chunks cached by load (no re-parsing)
         ids = self._tok._model.encode(self._chunk_bytes(payload), is_pretokenized=True).ids
-        return np.asarray(ids, dtype=np.int64), units
+        return np.asarray(ids, dtype=np.int32), units
 
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         """The separator, then the tokens of a MIDI file when one is given."""
@@ -133,11 +158,7 @@ class MidiModality(Modality):
             raise WgptError("MIDI prompts come from a file: use --prompt-file song.mid")
         if path is None:
             return [self.separator]
-        try:
-            payload = self.load(Path(path))
-        except SkipFile as err:
-            raise WgptError(f"prompt file {path}: {err}") from None
-        return [self.separator, *self.tokenize(payload)[0].tolist()]
+        return [self.separator, *self.encode_file(path)]
 
     # -- ids to files ---------------------------------------------------------------------
     def pieces(self, ids: list[int]) -> list[list[int]]:
@@ -228,6 +249,19 @@ class MidiModality(Modality):
         counts = np.bincount(pitches.astype(np.int64) % 12, minlength=12).astype(float)
         stats["pitch_class_histogram"] = (counts / max(counts.sum(), 1.0)).tolist()
         return stats
+
+
+class _Sized:
+    """An iterable with a length, which MidiTok's ``train`` asks for, over samples that stream in."""
+
+    def __init__(self, items: Iterable[Any], count: int) -> None:
+        self.items, self.count = items, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
 
 
 # -- tokenizer construction --------------------------------------------------------------------

@@ -1,11 +1,17 @@
 """Text as UTF-8 bytes (lossless, 256 ids), as characters (vocabulary from the corpus, as the
-paper's text8 runs), or as byte-level BPE trained on the corpus with Hugging Face ``tokenizers``.
+paper's text8 runs), or as byte-level BPE trained on the corpus (``wgpt.modalities.bpe``).
+
+A file is read in pieces of ``piece_extent`` bytes, cut where a line ends (or, failing that,
+before a space): the GPT-2 split that byte-level BPE applies never joins a visible character to
+the whitespace after it, so every piece tokenizes exactly as it would inside the whole file and
+the shards do not depend on how the text is cut, into pieces or into files.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,9 +19,19 @@ import numpy as np
 
 from wgpt.errors import WgptError
 from wgpt.io import write_atomic
-from wgpt.modalities.base import Modality, SkipFile
+from wgpt.modalities import bpe as bpe_lib
+from wgpt.modalities.base import Modality, Piece, SkipFile
 
 TOKENIZERS = ("bytes", "chars", "bpe")
+PIECE_BYTES = 4 << 20  # 4 MiB a piece: tens of MB in flight per worker, few enough tasks for a 40 GB corpus
+HEAD_BYTES = 65536  # a NUL byte here marks a binary file
+BPE_TRAIN_BYTES = 100_000_000  # what the BPE trainer sees by default: minutes on a laptop, well under a GB of memory
+_BOM = b"\xef\xbb\xbf"
+# Cut points, best first: after a line break between two visible ASCII characters (a piece then
+# starts a line), else between a visible ASCII character and the whitespace after it.
+_LINE_CUT = re.compile(rb"[!-~]\n(?=[!-~])")
+_SPACE_CUT = re.compile(rb"[!-~](?=[ \t\r\n])")
+_CUT_WINDOWS = (1 << 12, 1 << 16)  # bytes searched for a cut: a short look first, then a longer one
 
 
 def bundled_corpus() -> Path:
@@ -33,20 +49,40 @@ class TextModality(Modality):
     extensions: ClassVar[tuple[str, ...]] = (".txt", ".text", ".md", ".rst")
     output_extensions: ClassVar[tuple[str, ...]] = (".txt", ".md")
     unit: ClassVar[str] = "byte"
+    piece_extent: ClassVar[int | None] = PIECE_BYTES
 
-    def __init__(self, tokenizer: str = "bytes", vocab_size: int = 4096, chars: str | None = None, bpe_json: str | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: str = "bytes",
+        vocab_size: int = 4096,
+        chars: str | None = None,
+        bpe_json: str | None = None,
+        encoder: str = "tokenizers",
+        bpe_train_bytes: int = BPE_TRAIN_BYTES,
+    ) -> None:
         if tokenizer not in TOKENIZERS:
             raise WgptError(f"unknown text tokenizer {tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
         if tokenizer == "bpe" and not 257 <= vocab_size <= 2**20:
             raise WgptError(f"--vocab-size must be between 257 and {2**20} for bpe, got {vocab_size}")
+        if bpe_train_bytes < 1:
+            raise WgptError(f"--bpe-train-bytes must be at least 1, got {bpe_train_bytes}")
+        if encoder not in bpe_lib.ENCODERS:
+            raise WgptError(f"unknown BPE encoder {encoder!r} in the text spec: choose one of {', '.join(bpe_lib.ENCODERS)}")
         self.tokenizer = tokenizer
         self.requested_vocab = vocab_size
         self.chars = chars  # chars: the vocabulary, one character per id
+        self.encoder = encoder  # bpe: which library applies the merges (see wgpt.modalities.bpe)
+        self.fit_bytes = bpe_train_bytes if tokenizer == "bpe" else None  # chars: every character of the training split
         self._bpe = None
         if bpe_json is not None:
             from tokenizers import Tokenizer
 
             self._bpe = Tokenizer.from_str(bpe_json)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_fast", None)  # tiktoken's encoder is rebuilt where it is needed
+        return state
 
     # -- vocabulary -------------------------------------------------------------------------
     @property
@@ -62,23 +98,24 @@ class TextModality(Modality):
             raise RuntimeError(f"the {self.tokenizer} tokenizer has not been fitted")
         return value
 
-    def fit(self, payloads: list[str]) -> None:
+    @property
+    def needs_fit(self) -> bool:
+        return self.tokenizer != "bytes"
+
+    def fit_sample(self, piece: Piece) -> str:
+        text = self._read(piece)[1]
+        return "".join(sorted(set(text))) if self.tokenizer == "chars" else text
+
+    def fit(self, samples: Iterable[str], count: int = 0) -> None:
+        """Characters: every one the samples hold. BPE: merges learned from the samples, streamed."""
         if self.tokenizer == "chars":
-            seen = set().union(*(set(p) for p in payloads)) - {UNKNOWN_CHAR}
+            seen = set().union(*(set(s) for s in samples)) - {UNKNOWN_CHAR}
             self.chars = UNKNOWN_CHAR + "".join(sorted(seen))
         elif self.tokenizer == "bpe":
-            from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-            bpe = Tokenizer(models.BPE())
-            bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-            bpe.decoder = decoders.ByteLevel()
-            trainer = trainers.BpeTrainer(
-                vocab_size=self.requested_vocab,
-                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                show_progress=False,
-            )
-            bpe.train_from_iterator(payloads, trainer=trainer)
-            self._bpe = bpe
+            probe: list[str] = []
+            self._bpe = bpe_lib.train(bpe_lib.keep_probe(samples, probe), self.requested_vocab)
+            self.encoder = bpe_lib.choose_encoder(self._bpe, probe[0] if probe else "")
+            self.__dict__.pop("_fast", None)
 
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"name": self.name, "tokenizer": self.tokenizer}
@@ -86,46 +123,85 @@ class TextModality(Modality):
             spec["chars"] = self._require_fitted(self.chars)
         elif self.tokenizer == "bpe":
             spec["bpe_json"] = self._require_fitted(self._bpe).to_str()
+            spec["encoder"] = self.encoder
         return spec
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TextModality:
-        return cls(spec["tokenizer"], chars=spec.get("chars"), bpe_json=spec.get("bpe_json"))
+        return cls(spec["tokenizer"], chars=spec.get("chars"), bpe_json=spec.get("bpe_json"), encoder=spec.get("encoder", "tokenizers"))
 
     # -- files to ids ---------------------------------------------------------------------
-    def load(self, path: Path) -> str:
-        data = path.read_bytes()
-        if not data:
-            raise SkipFile("empty file")
-        if b"\x00" in data[:65536]:
+    def plan(self, path: Path) -> tuple[int, int]:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        if b"\x00" in head:
             raise SkipFile("binary data (NUL bytes), not text")
-        try:
-            return data.decode("utf-8").removeprefix("\ufeff")
-        except UnicodeDecodeError as err:
-            raise SkipFile(f"not UTF-8 (invalid byte at offset {err.start}); convert it, e.g. iconv -f latin1 -t utf-8") from None
+        start = len(_BOM) if head.startswith(_BOM) else 0
+        if size <= start:
+            raise SkipFile("empty file")
+        return start, size
 
-    def tokenize(self, payload: str) -> tuple[np.ndarray, dict[str, int]]:
-        raw = payload.encode("utf-8")
-        units = {"byte": len(raw), "char": len(payload)}
+    def boundary(self, path: Path, position: int) -> int:
+        """A cut at or after ``position``: after a line break, else before whitespace, else (64 KB
+        without either) the next UTF-8 character, where BPE may then tokenize differently."""
+        with open(path, "rb") as f:
+            for window in _CUT_WINDOWS:
+                low = max(0, position - 2)
+                f.seek(low)
+                data = f.read(window)
+                if len(data) < 3:
+                    return low + len(data)
+                for pattern, end_offset in ((_LINE_CUT, 0), (_SPACE_CUT, 1)):
+                    match = pattern.search(data, max(0, position - low - 2 + end_offset))
+                    if match:
+                        return low + match.end()
+                if len(data) < window:  # the end of the file came first: no cut
+                    return low + len(data)
+            f.seek(position)
+            tail = f.read(4)
+        lead = next((i for i, b in enumerate(tail) if b & 0xC0 != 0x80), len(tail))
+        return position + lead
+
+    def scan(self, piece: Piece) -> None:
+        self._read(piece)  # valid UTF-8, or SkipFile saying where it is not
+
+    def _read(self, piece: Piece) -> tuple[bytes, str]:
+        with open(piece.path, "rb") as f:
+            f.seek(piece.start)
+            raw = f.read(piece.stop - piece.start)
+        try:
+            return raw, raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            where = piece.start + err.start
+            raise SkipFile(f"not UTF-8 (invalid byte at offset {where}); convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+    def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, int]]:
+        raw, text = self._read(piece)
+        return self._ids(text, raw), {"byte": len(raw), "char": len(text)}
+
+    def tokenize(self, text: str) -> tuple[np.ndarray, dict[str, int]]:
+        """Ids of a string, as preparation gives them, and its unit counts."""
+        raw = text.encode("utf-8")
+        return self._ids(text, raw), {"byte": len(raw), "char": len(text)}
+
+    def _ids(self, text: str, raw: bytes) -> np.ndarray:
         if self.tokenizer == "bytes":
-            return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), units
+            return np.frombuffer(raw, dtype=np.uint8)
         if self.tokenizer == "chars":
             vocab = np.frombuffer(self._require_fitted(self.chars).encode("utf-32-le"), dtype=np.uint32)
-            order = np.argsort(vocab)
-            points = np.frombuffer(payload.encode("utf-32-le"), dtype=np.uint32)
+            order = np.argsort(vocab).astype(np.uint32)
+            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
             pos = np.searchsorted(vocab[order], points).clip(max=len(vocab) - 1)
-            ids = np.where(vocab[order][pos] == points, order[pos], 0)  # unseen characters -> id 0
-            return ids.astype(np.int64), units
-        ids = self._require_fitted(self._bpe).encode(payload).ids
-        return np.asarray(ids, dtype=np.int64), units
+            return np.where(vocab[order][pos] == points, order[pos], np.uint32(0))  # unseen characters -> id 0
+        bpe = self._require_fitted(self._bpe)
+        ids = self._fast_encoder().encode_ordinary(text) if self.encoder == "tiktoken" else bpe.encode(text).ids
+        return np.asarray(ids, dtype=np.uint32)
 
-    def split_payload(self, payload: str, fraction: float) -> tuple[str, str] | None:
-        cut = int(len(payload) * (1.0 - fraction))
-        newline = payload.find("\n", cut)
-        cut = newline + 1 if 0 <= newline < len(payload) - 1 else cut
-        if cut <= 0 or cut >= len(payload):
-            return None
-        return payload[:cut], payload[cut:]
+    def _fast_encoder(self) -> Any:
+        if "_fast" not in self.__dict__:
+            self._fast = bpe_lib.tiktoken_encoding(self._bpe)
+        return self._fast
 
     # -- ids to files ---------------------------------------------------------------------
     def decode(self, ids: list[int]) -> str:
@@ -138,10 +214,7 @@ class TextModality(Modality):
 
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         if path is not None:
-            try:
-                text = self.load(path)
-            except SkipFile as err:
-                raise WgptError(f"prompt file {path}: {err}") from None
+            return self.encode_file(path)
         return self.tokenize(text or "")[0].tolist()
 
     def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:

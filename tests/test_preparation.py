@@ -9,10 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgpt.batches import eval_offsets, get_batch, train_offsets
 from wgpt.errors import WgptError
 from wgpt.modalities.text import TextModality
-from wgpt.prepare import prepare
-from wgpt.shards import eval_offsets, get_batch, open_shards, shard_dtype, train_offsets
+from wgpt.preparation import prepare
+from wgpt.shards import open_shards, shard_dtype
 
 
 def test_prepare_folder_skips_and_reports_bad_files(corpus_dir: Path, tmp_path: Path):
@@ -63,12 +64,12 @@ def test_folder_of_only_bad_files_is_an_error(tmp_path: Path):
 def test_interrupted_or_tampered_shards_are_refused(corpus_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
     prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
-    data = bytearray((out / "train.bin").read_bytes())
+    data = bytearray((out / "train-00000.bin").read_bytes())
     data[10] ^= 0xFF
-    (out / "train.bin").write_bytes(bytes(data))
+    (out / "train-00000.bin").write_bytes(bytes(data))
     with pytest.raises(WgptError, match="corrupt"):
         open_shards(out)
-    (out / "train.bin").write_bytes(bytes(data[:-2]))
+    (out / "train-00000.bin").write_bytes(bytes(data[:-2]))
     with pytest.raises(WgptError, match="does not match"):
         open_shards(out)
     (out / "meta.json").unlink()

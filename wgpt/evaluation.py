@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from wgpt.batches import check_length, get_batch
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
-from wgpt.generate import generate
+from wgpt.generation import generate
 from wgpt.modalities import modality_from_spec
-from wgpt.shards import check_length, get_batch, open_shards
-from wgpt.train import estimate_loss, pick_device
+from wgpt.shards import open_shards
+from wgpt.training import estimate_loss, pick_device
 
 
 def resolve_data(ckpt: dict[str, Any], data: Path | None, ckpt_path: Path) -> Path:

@@ -18,7 +18,7 @@ from wgpt.errors import WgptError
 from wgpt.io import write_atomic, write_json
 from wgpt.plot import plot_curves
 from wgpt.runs import clear_run
-from wgpt.train import read_metrics, train
+from wgpt.training import read_metrics, train
 
 VARIANTS = {"baseline": "none", "haar": "haar", "learnable": "learnable", "larger": "none"}
 

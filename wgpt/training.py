@@ -1,6 +1,6 @@
 """The training loop: one loop for every modality, single process or DDP under torchrun.
 
-Batches are a pure function of (seed, step) (``wgpt.shards.train_offsets``): a baseline and a
+Batches are a pure function of (seed, step) (``wgpt.batches.train_offsets``): a baseline and a
 wavelet run with the same seed see identical batches, a resumed run sees the batches it would
 have seen, and a run under N processes splits each global batch N ways.
 """
@@ -21,13 +21,14 @@ import torch
 from torch import nn
 
 from wgpt import distributed as dist
+from wgpt.batches import check_length, eval_offsets, get_batch, train_offsets
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, check_device_name, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
-from wgpt.shards import Shards, check_length, eval_offsets, get_batch, open_shards, train_offsets
+from wgpt.shards import Shards, open_shards
 
 
 @dataclass

@@ -12,8 +12,8 @@ import torch
 from wgpt.checkpoint import load_checkpoint
 from wgpt.errors import WgptError
 from wgpt.modalities.text import TextModality
-from wgpt.prepare import prepare
-from wgpt.train import Runner, lr_at, train
+from wgpt.preparation import prepare
+from wgpt.training import Runner, lr_at, train
 
 
 @pytest.fixture

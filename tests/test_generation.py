@@ -6,7 +6,7 @@ import torch
 from wgpt.config import ModelConfig
 from wgpt.decoding import DecodeCache
 from wgpt.errors import WgptError
-from wgpt.generate import generate, next_token, top_k_filter, top_p_filter, window_start
+from wgpt.generation import generate, next_token, top_k_filter, top_p_filter, window_start
 from wgpt.model import GPT
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from wgpt.bench import bench, speedup, steps_to_reach
+from wgpt.benchmark import bench, speedup, steps_to_reach
 from wgpt.modalities.text import TextModality
-from wgpt.prepare import prepare
+from wgpt.preparation import prepare
 
 
 def rows(pairs):

@@ -1,0 +1,41 @@
+"""Training and evaluation windows over a split: a pure function of (seed, step).
+
+Equal seeds give equal batches whatever the model or the number of processes, which is what
+makes baseline/wavelet comparisons and exact resumes possible. A split is anything with ``len``
+and contiguous slices: a memory-mapped array, or a ``wgpt.shards.TokenStream`` over many files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wgpt.errors import WgptError
+
+
+def check_length(data: Any, context: int, split: str, where: Path) -> None:
+    if len(data) < context + 1:
+        raise WgptError(
+            f"the {split} split of {where} has {len(data)} tokens, fewer than context + 1 = {context + 1}: add data or lower --context"
+        )
+
+
+def train_offsets(n_tokens: int, context: int, batch: int, seed: int, step: int) -> torch.Tensor:
+    """Start offsets of the global batch for ``step``: a pure function of (seed, step)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n_tokens - context, (batch,), generator=g)
+
+
+def eval_offsets(n_tokens: int, context: int, count: int) -> torch.Tensor:
+    """``count`` evenly spaced windows over the split: the same every evaluation."""
+    return torch.linspace(0, n_tokens - context - 1, count).long()
+
+
+def get_batch(data: Any, offsets: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets, both (B, context) int64."""
+    rows = np.stack([np.asarray(data[o : o + context + 1], dtype=np.int64) for o in offsets.tolist()])  # (B, T+1)
+    xy = torch.from_numpy(rows)
+    return xy[:, :-1], xy[:, 1:]

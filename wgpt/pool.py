@@ -1,0 +1,113 @@
+"""An ordered, bounded map over worker processes: how preparation spreads its work.
+
+Results come back in the order of the inputs, whatever the number of workers, so what is written
+from them is byte-identical for any ``--workers``. At most ``window`` tasks are in flight at once,
+so memory is bounded by the work in flight, never by the size of the corpus. Small items travel
+in groups (``group``), so that a folder of 170,000 small files does not pay 170,000 round trips.
+
+Each worker gets the shared state (the modality, with its tokenizer) once, when it starts; the
+functions mapped are module-level functions ``fn(state, item)``. On Linux workers are forked, which
+needs no ``if __name__ == "__main__"`` guard in the caller's script and no re-import; elsewhere
+they are spawned, as Python does by default there. With one worker everything runs in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_STATE: Any = None  # each worker's copy of the shared state, set once by _start_worker
+
+
+def _start_worker(state: Any) -> None:
+    global _STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already; no thread pools inside
+    _STATE = state
+
+
+def _run_group(fn: Callable[[Any, Any], Any], items: list[Any]) -> list[Any]:
+    return [fn(_STATE, item) for item in items]
+
+
+def _noop() -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_tokenizers_fork() -> Iterator[None]:
+    """Fork with tokenizers' thread pool marked off: a parent that trained BPE has used it, and
+    tokenizers would print a warning in every forked child (which never uses the pool)."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+class WorkerPool:
+    """``map`` runs ``fn(state, item)`` over items in worker processes and yields results in order."""
+
+    def __init__(self, state: Any, workers: int) -> None:
+        self.state, self.workers = state, max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_start_worker, initargs=(self.state,))
+            with _quiet_tokenizers_fork():
+                self._pool.submit(_noop).result()  # forked processes all start on the first task
+        return self._pool
+
+    def update(self, state: Any) -> None:
+        """New shared state (a fitted tokenizer): workers started from now on get it."""
+        self.close()
+        self.state = state
+
+    def map(self, fn: Callable[[Any, T], R], items: Iterable[T], group: int = 1, window: int = 0) -> Iterator[R]:
+        """``fn(state, item)`` for every item, in order; ``group`` items per task, ``window`` tasks in flight."""
+        if self.workers == 1:
+            for item in items:
+                yield fn(self.state, item)
+            return
+        groups = _grouped(iter(items), max(1, group))
+        pool, pending = self._executor(), deque()
+        for chunk in islice(groups, window or 4 * self.workers):
+            pending.append(pool.submit(_run_group, fn, chunk))
+        while pending:
+            results = pending.popleft().result()
+            for chunk in islice(groups, 1):
+                pending.append(pool.submit(_run_group, fn, chunk))
+            yield from results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _grouped(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
