@@ -247,6 +247,37 @@ def test_a_single_recording_gives_its_tail_to_validation(tmp_path: Path) -> None
     assert report.validation == [{"file": str(SPEECH), "from": cut}]
 
 
+# -- long recordings, in pieces ----------------------------------------------------------------
+@pytest.fixture
+def long_take(tmp_path: Path) -> Path:
+    """20 s of a gliding tone at 44.1 kHz, stereo: cut into 4 pieces when pieces hold 6 s."""
+    rate = 44100
+    t = np.arange(20 * rate) / rate
+    left = 0.3 * np.sin(2 * np.pi * (200 + 40 * t) * t)
+    sf.write(tmp_path / "take.flac", np.stack([left, 0.5 * left], axis=1), rate, subtype="PCM_16")
+    return tmp_path / "take.flac"
+
+
+def test_a_long_recording_in_pieces_is_nearly_the_recording_whole(long_take: Path, monkeypatch) -> None:
+    whole = AudioModality().load(long_take)
+    monkeypatch.setattr(AudioModality, "piece_extent", 6 * 44100)
+    report = prepare(AudioModality(), [long_take], long_take.parent / "out", val_fraction=0.3, workers=2, show_progress=False)
+    shards = open_shards(long_take.parent / "out")
+    pieced = np.concatenate([np.asarray(shards.train), np.asarray(shards.val)])
+    assert pieced.size == whole.size
+    # the resampler sees 0.1 s around each cut: a few samples land one mu-law level away, no more
+    assert np.abs(pieced.astype(int) - whole.astype(int)).max() <= 1 and np.count_nonzero(pieced != whole) < 50
+    assert report.validation[0]["from"] % 441 == 0  # cut on a whole resampling period (44.1 kHz -> 16 kHz)
+
+
+def test_workers_do_not_change_the_pieces_of_a_long_recording(long_take: Path, monkeypatch) -> None:
+    monkeypatch.setattr(AudioModality, "piece_extent", 6 * 44100)
+    for workers in (1, 2):
+        prepare(AudioModality(), [long_take, SPEECH], long_take.parent / f"w{workers}", workers=workers, show_progress=False)
+    one, two = open_shards(long_take.parent / "w1"), open_shards(long_take.parent / "w2")
+    assert np.array_equal(np.asarray(one.train), np.asarray(two.train)) and np.array_equal(np.asarray(one.val), np.asarray(two.val))
+
+
 # -- the rest of the interface ----------------------------------------------------------------
 def test_encode_counts_samples_and_seconds(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.wav", 0.5 * np.sin(np.arange(4000) / 5.0), 8000, subtype="PCM_16")

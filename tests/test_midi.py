@@ -207,6 +207,22 @@ def test_split_is_by_file_and_workers_do_not_change_the_shards(remi: MidiModalit
     assert len(val) == 2 and not set(train) & set(val) and sorted(train + val) == sorted(files.values())
 
 
+def test_bpe_learned_in_workers_gives_the_same_shards(tmp_path: Path) -> None:
+    for workers in (1, 2):
+        prepare(MidiModality(vocab_size=600), [GOOD], tmp_path / f"w{workers}", val_fraction=0.4, workers=workers, show_progress=False)
+    one, two = open_shards(tmp_path / "w1"), open_shards(tmp_path / "w2")
+    assert one.modality_spec == two.modality_spec and one.vocab_size == 600
+    assert np.array_equal(np.asarray(one.train), np.asarray(two.train)) and np.array_equal(np.asarray(one.val), np.asarray(two.val))
+
+
+def test_bpe_sample_cap_limits_what_bpe_learns_from(tmp_path: Path) -> None:
+    """With room for one file's bytes, BPE learns from one of the three training files only."""
+    capped = MidiModality(vocab_size=600, bpe_train_bytes=min(p.stat().st_size for p in GOOD.glob("*.mid")))
+    prepare(capped, [GOOD], tmp_path / "capped", val_fraction=0.4, workers=1, show_progress=False)
+    prepare(MidiModality(vocab_size=600), [GOOD], tmp_path / "all", val_fraction=0.4, workers=1, show_progress=False)
+    assert open_shards(tmp_path / "capped").modality_spec != open_shards(tmp_path / "all").modality_spec
+
+
 # -- writing -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fixture", ["remi", "remi_bpe"])
 def test_write_of_random_ids_gives_a_valid_midi(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +104,149 @@ def test_batches_are_shifted_windows_of_the_shard(ids, seed):
 def test_large_vocabularies_use_uint32():
     assert shard_dtype(65_536) == np.dtype("<u2")
     assert shard_dtype(65_537) == np.dtype("<u4")
+
+
+# -- streaming: pieces, workers, shards --------------------------------------------------------
+def shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.bin"))}
+
+
+def small_pieces(monkeypatch, modality_class: type, extent: int) -> None:
+    """Pieces of ``extent`` positions, so small files take the path of big ones."""
+    monkeypatch.setattr(modality_class, "piece_extent", extent)
+
+
+@pytest.mark.parametrize("tokenizer", ["bytes", "chars", "bpe"])
+def test_workers_do_not_change_the_shards(tokenizer: str, milton: str, tmp_path: Path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, size in enumerate((90_000, 30_000, 160_000, 5_000)):  # two files cut into pieces, two whole
+        (src / f"part{i}.txt").write_text(milton[i * 20_000 : i * 20_000 + size], encoding="utf-8")
+    small_pieces(monkeypatch, TextModality, 16_384)
+    for workers in (1, 2):
+        prepare(
+            TextModality(tokenizer, vocab_size=500),
+            [src],
+            tmp_path / f"w{workers}",
+            workers=workers,
+            shard_tokens=50_000,
+            show_progress=False,
+        )
+    assert shard_bytes(tmp_path / "w1") == shard_bytes(tmp_path / "w2")
+    assert len(shard_bytes(tmp_path / "w1")) > 2  # several shards per split
+    one, two = (json.loads((tmp_path / f"w{w}" / "meta.json").read_text()) for w in (1, 2))
+    assert one["splits"] == two["splits"] and one["modality"] == two["modality"]
+
+
+@pytest.mark.parametrize("tokenizer", ["bytes", "chars", "bpe"])
+def test_one_big_file_and_the_same_text_in_files_give_the_same_shards(tokenizer: str, milton: str, tmp_path: Path, monkeypatch):
+    """The validation tail of the big file is the last small file, so both splits hold the same text."""
+    small_pieces(monkeypatch, TextModality, 8192)
+    text = milton[:120_000]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "all.txt").write_text(text, encoding="utf-8")
+    report = prepare(TextModality(tokenizer, vocab_size=500), [whole], tmp_path / "a", val_fraction=0.25, workers=2, show_progress=False)
+    cut = report.validation[0]["from"]
+    raw = text.encode("utf-8")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    edges = [0, *(TextModality().boundary(whole / "all.txt", p) for p in (30_000, 61_000)), cut, len(raw)]
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
+        (parts / f"{i}.txt").write_bytes(raw[a:b])
+    # the split of several files is a seeded shuffle: find the seed that puts the last file in validation
+    seed = next(s for s in range(100) if np.random.default_rng(s).permutation(4)[0] == 3)
+    prepare(TextModality(tokenizer, vocab_size=500), [parts], tmp_path / "b", val_fraction=0.25, workers=2, seed=seed, show_progress=False)
+    a, b = open_shards(tmp_path / "a"), open_shards(tmp_path / "b")
+    assert np.array_equal(np.asarray(a.train), np.asarray(b.train)) and np.array_equal(np.asarray(a.val), np.asarray(b.val))
+    assert a.modality_spec == b.modality_spec
+
+
+def test_a_multi_shard_folder_reads_back_token_for_token(corpus_dir: Path, tmp_path: Path):
+    prepare(TextModality(), [corpus_dir], tmp_path / "many", shard_tokens=7_000, workers=1, show_progress=False)
+    prepare(TextModality(), [corpus_dir], tmp_path / "one", workers=1, show_progress=False)
+    many, one = open_shards(tmp_path / "many", verify=True), open_shards(tmp_path / "one")
+    meta = many.meta["splits"]["train"]
+    assert len(meta["shards"]) == -(-meta["tokens"] // 7_000) and all(s["tokens"] == 7_000 for s in meta["shards"][:-1])
+    for split in ("train", "val"):
+        a, b = getattr(many, split), getattr(one, split)
+        assert len(a) == len(b) and np.array_equal(np.asarray(a), np.asarray(b))
+    rng = np.random.default_rng(0)
+    for start in rng.integers(0, len(one.train) - 20_000, 50).tolist():  # windows across shard boundaries
+        assert np.array_equal(many.train[start : start + 20_000], one.train[start : start + 20_000])
+
+
+def test_report_lists_the_validation_files(corpus_dir: Path, tmp_path: Path):
+    report = prepare(TextModality(), [corpus_dir], tmp_path / "out", workers=1, show_progress=False)
+    listed = json.loads((tmp_path / "out" / "report.json").read_text())["validation"]
+    assert listed == report.validation and len(listed) == 1
+    val_text = bytes(np.asarray(open_shards(tmp_path / "out").val, dtype=np.uint8))
+    assert Path(listed[0]["file"]).read_bytes() == val_text
+
+
+def test_a_reprepared_folder_keeps_no_stale_shards(corpus_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    prepare(TextModality(), [corpus_dir], out, shard_tokens=5_000, workers=1, show_progress=False)
+    (out / "notes.bin").write_bytes(b"the user's own file")
+    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "notes.bin", "report.json", "train-00000.bin", "val-00000.bin"]
+
+
+def test_a_version_1_folder_still_opens(corpus_dir: Path, tmp_path: Path):
+    """Folders written before shards were split into files: one train.bin and one val.bin."""
+    out = tmp_path / "v1"
+    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    for split in ("train", "val"):
+        (out / f"{split}-00000.bin").rename(out / f"{split}.bin")
+        shard = meta["splits"][split].pop("shards")[0]
+        meta["splits"][split].update(file=f"{split}.bin", sha256=shard["sha256"])
+    meta["version"] = 1
+    (out / "meta.json").write_text(json.dumps(meta))
+    shards = open_shards(out, verify=True)
+    assert len(shards.train) == meta["splits"]["train"]["tokens"] and shards.val[:5].tolist() == list(np.asarray(shards.val)[:5])
+
+
+MEMORY_PROBE = """
+import resource, sys
+from pathlib import Path
+from wgpt.modalities.text import TextModality
+from wgpt.preparation import prepare
+
+def data_kb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmData"))
+
+TextModality.piece_extent = 1 << 20
+budget = int(sys.argv[3]) << 20
+resource.setrlimit(resource.RLIMIT_DATA, ((data_kb() << 10) + budget, resource.RLIM_INFINITY))
+prepare(TextModality(), [Path(sys.argv[1])], Path(sys.argv[2]), workers=int(sys.argv[4]), show_progress=False)
+print("prepared")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmData from /proc (Linux)")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prepare_runs_in_less_memory_than_the_file(milton: str, tmp_path: Path, workers: int):
+    """64 MB of text under a 48 MB allowance for new data: reading the file whole, as preparation
+    once did, needs more than that for the bytes alone (and 8 bytes an id on the way to the shard)."""
+    big = tmp_path / "big.txt"
+    with open(big, "w", encoding="utf-8") as f:
+        while f.tell() < 64 << 20:
+            f.write(milton)
+    args = [sys.executable, "-c", MEMORY_PROBE, str(big), str(tmp_path / "out"), "48", str(workers)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "prepared" in done.stdout, done.stderr[-2000:]
+    assert (
+        open_shards(tmp_path / "out").meta["splits"]["train"]["tokens"] + open_shards(tmp_path / "out").meta["splits"]["val"]["tokens"]
+        == big.stat().st_size
+    )
+    whole = [
+        sys.executable,
+        "-c",
+        MEMORY_PROBE.replace("prepare(", "Path(sys.argv[1]).read_bytes().decode(); prepare("),
+        str(big),
+        str(tmp_path / "o2"),
+        "48",
+        "1",
+    ]
+    assert subprocess.run(whole, capture_output=True, text=True, timeout=300).returncode != 0  # the allowance does bind
