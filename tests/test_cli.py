@@ -194,3 +194,28 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path, corpus_dir:
     prepared = runner.invoke(app, ["prepare", "text", str(corpus_dir), "--out", "data[red]", "-q"], env={"COLUMNS": "300"})
     assert prepared.exit_code == 0, prepared.output
     assert "empty[bold].txt: empty file" in prepared.output and "data[red]" in prepared.output
+
+
+def test_a_corpus_prepared_in_parts_trains_as_one(tmp_path: Path, milton: str, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, text in (("books", milton[:50_000]), ("more", milton[50_000:100_000])):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            (tmp_path / name / f"{i}.txt").write_text(text[i * 25_000 : (i + 1) * 25_000], encoding="utf-8")
+    run("prepare", "text", "books", "--tokenizer", "bpe", "--vocab-size", "300", "-o", "data/books", "-q")
+    refused = run("train", "--data", "data/books", "--data", str(Path(wgpt.__file__).parent / "nowhere"), *SMALL, code=2)
+    assert "no prepared data" in refused.output
+    run("prepare", "text", "more", "--tokenizer", "bpe", "-o", "data/other", "-q")  # learns its own BPE
+    mixed = run("train", "--data", "data/books", "--data", "data/other", "--steps", "3", *SMALL, code=2)
+    assert "--tokenizer-from data/books" in mixed.output
+    said = run("prepare", "text", "more", "--tokenizer-from", "data/books", "-o", "data/more", "-q").output
+    assert (
+        json.loads(Path("data/more/meta.json").read_text())["modality"] == json.loads(Path("data/books/meta.json").read_text())["modality"]
+    )
+    assert "files used" in said
+    run("train", "--data", "data/books", "--data", "data/more", "--data-weights", "2,1", "--steps", "3", *SMALL)
+    assert Path("runs/books+more-baseline/best.pt").is_file()
+    evaluated = json.loads(run("eval", "--ckpt", "runs/books+more-baseline/best.pt", "--samples", "0", "--json").output)
+    assert evaluated["bits_per_byte"] > 0
+    wrong = run("prepare", "midi", "books", "--tokenizer-from", "data/books", "-q", code=2)
+    assert "holds text data, not midi" in wrong.output

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgpt import shards as shards_module
 from wgpt.batches import eval_offsets, get_batch, train_offsets
 from wgpt.errors import WgptError
 from wgpt.modalities.text import TextModality
@@ -250,3 +251,15 @@ def test_prepare_runs_in_less_memory_than_the_file(milton: str, tmp_path: Path, 
         "1",
     ]
     assert subprocess.run(whole, capture_output=True, text=True, timeout=300).returncode != 0  # the allowance does bind
+
+
+def test_big_folders_are_checksummed_only_when_asked(corpus_dir: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "out"
+    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
+    data = bytearray((out / "val-00000.bin").read_bytes())
+    data[0] ^= 1
+    (out / "val-00000.bin").write_bytes(bytes(data))
+    monkeypatch.setattr(shards_module, "CHECKSUM_LIMIT", 1000)  # the folder now counts as big
+    assert len(open_shards(out).val) == len(data) // 2  # opens, checking sizes only
+    with pytest.raises(WgptError, match="corrupt"):
+        open_shards(out, verify=True)

@@ -6,13 +6,17 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from wgpt.batches import batch_offsets
 from wgpt.checkpoint import load_checkpoint
 from wgpt.errors import WgptError
+from wgpt.modalities import modality_from_spec
 from wgpt.modalities.text import TextModality
 from wgpt.preparation import prepare
+from wgpt.shards import open_shards, open_training_data
 from wgpt.training import Runner, lr_at, train
 
 
@@ -107,3 +111,53 @@ def test_context_longer_than_the_data_is_a_clear_error(shards, tmp_path, tiny_mo
 def test_resume_without_a_run_is_a_clear_error(shards, tmp_path, tiny_model, tiny_train):
     with pytest.raises(WgptError, match="nothing to resume"):
         train(shards, tmp_path / "none", tiny_model, tiny_train, resume=True, show_progress=False)
+
+
+# -- several prepared folders as one training set ------------------------------------------------
+@pytest.fixture
+def two_parts(milton: str, tmp_path: Path) -> tuple[Path, Path]:
+    """Two halves of a corpus prepared apart as chars, the second with the first's tokenizer."""
+    for name, text in (("a", milton[:60_000]), ("b", milton[60_000:120_000])):
+        (tmp_path / f"src-{name}").mkdir()
+        for i in range(3):
+            (tmp_path / f"src-{name}" / f"{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000], encoding="utf-8")
+    prepare(TextModality("chars"), [tmp_path / "src-a"], tmp_path / "a", workers=1, show_progress=False)
+    tokenizer = modality_from_spec(open_shards(tmp_path / "a").modality_spec)
+    prepare(tokenizer, [tmp_path / "src-b"], tmp_path / "b", workers=1, show_progress=False, fit_tokenizer=False)
+    return tmp_path / "a", tmp_path / "b"
+
+
+def test_two_folders_train_as_one_set(two_parts, tmp_path, tiny_model, tiny_train):
+    a, b = two_parts
+    data = open_training_data([a, b])
+    assert len(data.train) == len(open_shards(a).train) + len(open_shards(b).train)
+    assert np.array_equal(np.asarray(data.train), np.concatenate([np.asarray(open_shards(p).train) for p in (a, b)]))
+    train(two_parts, tmp_path / "run", tiny_model, tiny_train, show_progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["data"] == [str(a.resolve()), str(b.resolve())] and ckpt["data_weights"] is None
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == ckpt["data"]
+
+
+def test_weighed_folders_are_sampled_by_weight_and_never_across(two_parts):
+    a, b = two_parts
+    data = open_training_data([a, b], weights=[3, 1])
+    sizes, context = data.train_sizes, 32
+    offsets = torch.cat([batch_offsets(data, context, 64, seed=0, step=s) for s in range(60)])
+    from_a = offsets < sizes[0]
+    assert 0.70 < from_a.float().mean().item() < 0.80  # 3:1
+    assert bool((offsets[from_a] + context < sizes[0]).all()) and bool((offsets[~from_a] + context < sum(sizes)).all())
+    assert torch.equal(offsets[:64], batch_offsets(data, context, 64, seed=0, step=0))  # a pure function of (seed, step)
+    only_b = open_training_data([a, b], weights=[0, 1])
+    assert bool((batch_offsets(only_b, context, 256, seed=1, step=3) >= sizes[0]).all())
+
+
+def test_folders_with_another_tokenizer_or_bad_weights_are_refused(two_parts, corpus_dir, tmp_path):
+    prepare(TextModality("bytes"), [corpus_dir], tmp_path / "bytes", workers=1, show_progress=False)
+    with pytest.raises(WgptError, match=r"another modality or tokenizer.*--tokenizer-from"):
+        open_training_data([two_parts[0], tmp_path / "bytes"])
+    with pytest.raises(WgptError, match=r"2 weight\(s\) for 3"):
+        open_training_data([*two_parts, tmp_path / "bytes"], weights=[1, 2])
+    with pytest.raises(WgptError, match="at least one above 0"):
+        open_training_data(list(two_parts), weights=[0, 0])
+    with pytest.raises(WgptError, match="given twice"):
+        open_training_data([two_parts[0], two_parts[0]])

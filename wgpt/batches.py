@@ -29,6 +29,25 @@ def train_offsets(n_tokens: int, context: int, batch: int, seed: int, step: int)
     return torch.randint(0, n_tokens - context, (batch,), generator=g)
 
 
+def mixture_offsets(sizes: list[int], weights: list[float], context: int, batch: int, seed: int, step: int) -> torch.Tensor:
+    """Start offsets into sources laid end to end (``sizes`` tokens each): every window picks a
+    source with probability proportional to its weight, then a start inside it, never across two."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    source = torch.multinomial(torch.tensor(weights, dtype=torch.float64), batch, replacement=True, generator=g)
+    room = torch.tensor([max(0, n - context) for n in sizes], dtype=torch.float64)[source]  # starts that fit
+    within = (torch.rand(batch, generator=g, dtype=torch.float64) * room).long()
+    starts = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+    return starts[source] + within
+
+
+def batch_offsets(data: Any, context: int, batch: int, seed: int, step: int) -> torch.Tensor:
+    """The training windows of ``step`` over a ``wgpt.shards.TrainingData``: uniform over all of
+    its training tokens, or by ``data.weights`` when they are given."""
+    if data.weights is None:
+        return train_offsets(len(data.train), context, batch, seed, step)
+    return mixture_offsets(data.train_sizes, data.weights, context, batch, seed, step)
+
+
 def eval_offsets(n_tokens: int, context: int, count: int) -> torch.Tensor:
     """``count`` evenly spaced windows over the split: the same every evaluation."""
     return torch.linspace(0, n_tokens - context - 1, count).long()

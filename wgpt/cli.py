@@ -94,6 +94,10 @@ ShardTokens = Annotated[int, typer.Option(help="Ids per shard file (100M = 200 M
 BpeTrainBytes = Annotated[
     int, typer.Option(help="BPE learns from at most this many bytes of the training split, spread over it (with --vocab-size).")
 ]
+TokenizerFrom = Annotated[
+    Optional[Path],
+    typer.Option(help="Tokenize with the tokenizer of this prepared folder instead of learning one, so that both train as one set."),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -106,12 +110,23 @@ def _run_prepare(
     workers: int,
     shard_tokens: int,
     quiet: bool,
+    tokenizer_from: Path | None = None,
 ) -> None:
     from wgpt.preparation import prepare
 
+    if tokenizer_from is not None:
+        modality = _tokenizer_of(tokenizer_from, modality.name)
     out = out or Path("data") / modality.name
     report = prepare(
-        modality, sources, out, glob=glob, val_fraction=val_fraction, workers=workers, show_progress=not quiet, shard_tokens=shard_tokens
+        modality,
+        sources,
+        out,
+        glob=glob,
+        val_fraction=val_fraction,
+        workers=workers,
+        show_progress=not quiet,
+        shard_tokens=shard_tokens,
+        fit_tokenizer=tokenizer_from is None,
     )
     table = Table(title=f"prepared {modality.name} -> {_e(report.out)}", show_header=False)
     table.add_row("files used", f"{report.files:,}")
@@ -134,6 +149,30 @@ def _run_prepare(
         err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {_e(report.out)}/report.json[/]")
 
 
+def _tokenizer_of(folder: Path, name: str) -> Any:
+    """The modality, with its learned tokenizer, of a folder ``wgpt prepare`` wrote."""
+    from wgpt.modalities import modality_from_spec
+    from wgpt.shards import read_meta
+
+    spec = read_meta(folder)["modality"]
+    if spec.get("name") != name:
+        raise WgptError(f"--tokenizer-from {folder} holds {spec.get('name')} data, not {name}: pass a folder of {name} shards")
+    err_console.print(f"tokenizing with the tokenizer of {_e(folder)}", highlight=False)
+    return modality_from_spec(spec)
+
+
+def _tokenizer_of(folder: Path, name: str) -> Any:
+    """The modality, with its learned tokenizer, of a folder ``wgpt prepare`` wrote."""
+    from wgpt.modalities import modality_from_spec
+    from wgpt.shards import read_meta
+
+    spec = read_meta(folder)["modality"]
+    if spec.get("name") != name:
+        raise WgptError(f"--tokenizer-from {folder} holds {spec.get('name')} data, not {name}: pass a folder of {name} shards")
+    err_console.print(f"tokenizing with the tokenizer of {_e(folder)}", highlight=False)
+    return modality_from_spec(spec)
+
+
 def _validation_summary(report: Any) -> str:
     """Which files validation holds, in a few words (report.json lists them all)."""
     if len(report.validation) == 1 and "from" in report.validation[0]:
@@ -153,6 +192,7 @@ def prepare_text(
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
+    tokenizer_from: TokenizerFrom = None,
     quiet: Quiet = False,
 ) -> None:
     """Tokenize text files (UTF-8). With no SRC, the bundled corpus (Milton's Paradise Lost and
@@ -165,7 +205,7 @@ def prepare_text(
         sources = [bundled_corpus()]
         err_console.print(f"no SRC given: using the bundled corpus {_e(sources[0])}", highlight=False)
     modality = TextModality(tokenizer, vocab_size=vocab_size, bpe_train_bytes=bpe_train_bytes)
-    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet)
+    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet, tokenizer_from)
 
 
 @prepare_app.command("midi")
@@ -180,13 +220,14 @@ def prepare_midi(
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
+    tokenizer_from: TokenizerFrom = None,
     quiet: Quiet = False,
 ) -> None:
     """Tokenize MIDI files with miditok, one token stream per file (instruments kept)."""
     from wgpt.modalities import modality_class
 
     modality = modality_class("midi")(tokenizer, vocab_size=vocab_size, bpe_train_bytes=bpe_train_bytes)
-    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet)
+    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet, tokenizer_from)
 
 
 @prepare_app.command("audio")
@@ -200,6 +241,7 @@ def prepare_audio(
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
+    tokenizer_from: TokenizerFrom = None,
     quiet: Quiet = False,
 ) -> None:
     """Mix to mono, resample, normalise and mu-law quantise recordings. Recordings longer than about 25 minutes are read in pieces."""
@@ -215,7 +257,16 @@ def prepare_audio(
 @cli_errors
 def train(
     modality: Annotated[str, typer.Option(help="Which prepared data to use: reads data/MODALITY unless --data is given.")] = "text",
-    data: Annotated[Optional[Path], typer.Option(help="Folder written by `wgpt prepare`.")] = None,
+    data: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="Folder written by `wgpt prepare`; repeat it to train on several folders as one set (same tokenizer)."),
+    ] = None,
+    data_weights: Annotated[
+        Optional[str], typer.Option(help="With several --data: how often each is sampled, e.g. 3,1 (default: by size, as one folder).")
+    ] = None,
+    verify: Annotated[
+        Optional[bool], typer.Option("--verify/--no-verify", help="Checksum every shard first (default: folders up to 1 GiB).")
+    ] = None,
     wavelet: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
     wavelet_kind: Annotated[
         Optional[str], typer.Option(help="none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")
@@ -285,8 +336,18 @@ def train(
         "device": device,
         "compile": compile,
     }
-    plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite)
-    result = run_training(plan.data, plan.out, plan.model, plan.train, resume=plan.resume, show_progress=not quiet)
+    weights = _numbers(data_weights, "--data-weights") if data_weights is not None else None
+    plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite, data_weights=weights)
+    result = run_training(
+        plan.data,
+        plan.out,
+        plan.model,
+        plan.train,
+        resume=plan.resume,
+        show_progress=not quiet,
+        data_weights=plan.data_weights,
+        verify=verify,
+    )
     if not is_main_process():  # under torchrun, rank 0 alone reports
         raise typer.Exit(130 if result.interrupted else 0)
     if result.interrupted:
@@ -297,9 +358,16 @@ def train(
     out_console.print(
         f"trained {result.params:,} parameters for {result.step} steps: best val loss {result.best_val_loss:.4f} nats/token\n"
         f"wrote {_e(result.out)}/best.pt, last.pt, metrics.jsonl, loss.png\n"
-        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data)}",
+        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}",
         highlight=False,
     )
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WgptError(f"{flag} must be comma-separated numbers, e.g. 3,1; got {text!r}") from None
 
 
 def _default_ext(data: Path) -> str:
@@ -314,7 +382,9 @@ def _default_ext(data: Path) -> str:
 @cli_errors
 def eval_cmd(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train` (best.pt or last.pt).")],
-    data: Annotated[Optional[Path], typer.Option(help="Prepared data (default: what the checkpoint was trained on).")] = None,
+    data: Annotated[
+        Optional[list[Path]], typer.Option(help="Prepared data, repeatable (default: what the checkpoint was trained on).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Evaluate at most this many validation tokens.")] = 1_000_000,
     samples: Annotated[int, typer.Option(help="Generated samples for the modality's statistics (MIDI, audio); 0 skips.")] = 4,

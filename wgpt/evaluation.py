@@ -19,20 +19,28 @@ from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
 from wgpt.generation import generate
 from wgpt.modalities import modality_from_spec
-from wgpt.shards import open_shards
+from wgpt.shards import open_training_data
 from wgpt.training import estimate_loss, pick_device
 
 
-def resolve_data(ckpt: dict[str, Any], data: Path | None, ckpt_path: Path) -> Path:
-    if data is not None:
-        return Path(data)
-    if ckpt.get("data"):
-        return Path(ckpt["data"])
+def resolve_data(ckpt: dict[str, Any], data: Path | list[Path] | None, ckpt_path: Path) -> list[Path]:
+    """The folders to evaluate on: those given, else those the checkpoint was trained on."""
+    if data:
+        return [Path(p) for p in ([data] if isinstance(data, (str, Path)) else data)]
+    if isinstance(ckpt.get("data"), str) and ckpt["data"]:
+        return [Path(ckpt["data"])]
+    if isinstance(ckpt.get("data"), list) and ckpt["data"] and all(isinstance(p, str) for p in ckpt["data"]):
+        return [Path(p) for p in ckpt["data"]]
     raise WgptError(f"{ckpt_path} does not say which data it was trained on: pass --data DIR")
 
 
 def evaluate(
-    ckpt_path: Path, data: Path | None = None, max_tokens: int = 1_000_000, samples: int = 4, device: str = "auto", seed: int = 0
+    ckpt_path: Path,
+    data: Path | list[Path] | None = None,
+    max_tokens: int = 1_000_000,
+    samples: int = 4,
+    device: str = "auto",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Loss over the validation split (non-overlapping context windows, up to ``max_tokens``)."""
     if max_tokens < 1:
@@ -40,18 +48,19 @@ def evaluate(
     if samples < 0:
         raise WgptError(f"--samples must be 0 (none) or more, got {samples}")
     ckpt = load_checkpoint(ckpt_path)
-    shards = open_shards(resolve_data(ckpt, data, ckpt_path))
+    shards = open_training_data(resolve_data(ckpt, data, ckpt_path))
     if shards.modality_spec != ckpt["modality"]:
-        raise WgptError(f"{ckpt_path} was trained with another modality or tokenizer than {shards.path}: pass the --data it was trained on")
+        where = ", ".join(map(str, shards.paths))
+        raise WgptError(f"{ckpt_path} was trained with another modality or tokenizer than {where}: pass the --data it was trained on")
     dev = pick_device(device)
     model = model_from_checkpoint(ckpt).to(dev)
     context = model.cfg.context
-    check_length(shards.val, context, "val", shards.path)
+    check_length(shards.val, context, "val", shards.paths[0])
     n_windows = max(1, min(max_tokens, len(shards.val) - 1) // context)
     offsets = torch.arange(n_windows) * context
     loss = estimate_loss(model, shards.val, offsets, context, 16, dev)
     bits = loss / math.log(2)
-    split = shards.meta["splits"]["val"]
+    tokens, units = shards.val_units()
     result: dict[str, Any] = {
         "loss": loss,
         "bits_per_token": bits,
@@ -62,9 +71,9 @@ def evaluate(
         "wavelet": model.cfg.wavelet,
         "step": ckpt.get("step"),
     }
-    for unit, count in split["units"].items():
+    for unit, count in units.items():
         if count:
-            result[f"bits_per_{unit}"] = bits * split["tokens"] / count
+            result[f"bits_per_{unit}"] = bits * tokens / count
     modality = modality_from_spec(ckpt["modality"])
     if samples > 0:
         stats = sample_statistics(model, modality, shards.val, samples, seed)

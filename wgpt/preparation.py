@@ -334,8 +334,10 @@ def prepare(
     seed: int = 0,
     show_progress: bool = True,
     shard_tokens: int = SHARD_TOKENS,
+    fit_tokenizer: bool = True,
 ) -> PrepareReport:
-    """Tokenize ``sources`` into shards under ``out`` with ``meta.json`` and ``report.json``."""
+    """Tokenize ``sources`` into shards under ``out`` with ``meta.json`` and ``report.json``.
+    ``fit_tokenizer=False`` keeps the modality's tokenizer as it is (one learned for other data)."""
     if not 0.0 < val_fraction < 1.0:
         raise WgptError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     if workers < 0:
@@ -363,7 +365,8 @@ def prepare(
             scan_files(pool, modality, split.train + split.val, skipped, bar)  # a single file cut in two is scanned now
             if len(skipped) > known_bad:
                 continue
-            fit(pool, modality, split.train, skipped, bar)
+            if fit_tokenizer:
+                fit(pool, modality, split.train, skipped, bar)
             pool.update(modality)
             writers = [SplitWriter(out, name, modality.vocab_size, shard_tokens) for name in ("train", "val")]
             try:

@@ -26,11 +26,12 @@ def clear_run(out: Path) -> None:
 
 @dataclass
 class RunPlan:
-    data: Path
+    data: list[Path]
     out: Path
     model: ModelConfig
     train: TrainConfig
     resume: bool
+    data_weights: list[float] | None = None
 
 
 def default_data(modality: str) -> Path:
@@ -41,7 +42,7 @@ def default_data(modality: str) -> Path:
 
 def plan_run(
     modality: str,
-    data: Path | None,
+    data: list[Path] | None,
     out: Path | None,
     preset_name: str,
     config_file: Path | None,
@@ -49,14 +50,15 @@ def plan_run(
     train_flags: dict[str, Any],
     resume: bool = False,
     overwrite: bool = False,
+    data_weights: list[float] | None = None,
 ) -> RunPlan:
     """Resolve the configs of a new or resumed run; ``None`` flags mean "not given"."""
-    given_data = data
-    data = Path(data) if data is not None else default_data(modality)
+    given_data = [Path(p) for p in data] if data else None
+    folders = given_data or [default_data(modality)]
     wavelet = model_flags.get("wavelet") or "none"
-    out = Path(out) if out is not None else Path("runs") / f"{data.name}-{RUN_NAMES[wavelet]}"
+    out = Path(out) if out is not None else Path("runs") / f"{'+'.join(p.name for p in folders)}-{RUN_NAMES[wavelet]}"
     if resume:
-        return _resumed(given_data, out, model_flags, train_flags)
+        return _resumed(given_data, data_weights, out, model_flags, train_flags)
     if (out / "last.pt").exists() and not overwrite:
         raise WgptError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace it, or --out for a new folder")
     model_cfg, train_cfg = preset(preset_name)
@@ -70,10 +72,12 @@ def plan_run(
     train_cfg = override(train_cfg, train_flags, "flags")
     if overwrite:
         clear_run(out)
-    return RunPlan(data, out, model_cfg, train_cfg, resume=False)
+    return RunPlan(folders, out, model_cfg, train_cfg, resume=False, data_weights=data_weights)
 
 
-def _resumed(data: Path | None, out: Path, model_flags: dict[str, Any], train_flags: dict[str, Any]) -> RunPlan:
+def _resumed(
+    data: list[Path] | None, weights: list[float] | None, out: Path, model_flags: dict[str, Any], train_flags: dict[str, Any]
+) -> RunPlan:
     from wgpt.checkpoint import load_checkpoint
 
     if not (out / "last.pt").is_file():
@@ -86,5 +90,7 @@ def _resumed(data: Path | None, out: Path, model_flags: dict[str, Any], train_fl
         raise WgptError(f"cannot change the model when resuming ({', '.join(sorted(changed))}); start a new run with --out instead")
     train_cfg = override(TrainConfig(**ckpt["train_config"]), train_flags, "flags")
     if data is None:  # the data the run was trained on, unless --data says otherwise
-        data = Path(ckpt["data"])
-    return RunPlan(Path(data), out, saved_model, train_cfg, resume=True)
+        saved = ckpt["data"]
+        data = [Path(p) for p in ([saved] if isinstance(saved, str) else saved)]
+        weights = weights if weights is not None else ckpt.get("data_weights")
+    return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights)

@@ -16,6 +16,7 @@ opening a 40 GB folder does not read 40 GB. No torch here: preparation does not 
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import os
@@ -269,3 +270,79 @@ def sha256_of(file: Path) -> str:
         while chunk := f.read(1 << 22):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+# -- several folders as one training set ---------------------------------------------------------
+@dataclass
+class TrainingData:
+    """One or more prepared folders of the same modality and tokenizer, trained on as one set.
+
+    Without weights the training splits are read end to end, as if one folder held them all; with
+    weights, each training window comes from one folder, chosen with probability proportional to
+    its weight (``wgpt.batches.train_offsets``). Validation is every folder's validation split, end
+    to end.
+    """
+
+    folders: list[Shards]
+    weights: list[float] | None = None
+
+    @property
+    def modality_spec(self) -> dict[str, Any]:
+        return self.folders[0].modality_spec
+
+    @property
+    def vocab_size(self) -> int:
+        return self.folders[0].vocab_size
+
+    @functools.cached_property
+    def train(self) -> TokenStream:
+        return TokenStream.concat([f.train for f in self.folders])
+
+    @functools.cached_property
+    def val(self) -> TokenStream:
+        return TokenStream.concat([f.val for f in self.folders])
+
+    @property
+    def train_sizes(self) -> list[int]:
+        return [len(f.train) for f in self.folders]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [f.path for f in self.folders]
+
+    def val_units(self) -> tuple[int, dict[str, float]]:
+        """Tokens and natural units (bytes, samples, ...) of all the validation splits."""
+        tokens, units = 0, {}
+        for folder in self.folders:
+            split = folder.meta["splits"]["val"]
+            tokens += split["tokens"]
+            for unit, count in split["units"].items():
+                units[unit] = units.get(unit, 0) + count
+        return tokens, units
+
+    def describe(self) -> str | list[str]:
+        """What checkpoints record as their data: one path, or a list of paths."""
+        paths = [str(p.resolve()) for p in self.paths]
+        return paths[0] if len(paths) == 1 else paths
+
+
+def open_training_data(paths: Path | list[Path], weights: list[float] | None = None, verify: bool | None = None) -> TrainingData:
+    """Open every folder and check that they agree: one modality, one tokenizer, weights that fit."""
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not paths:
+        raise WgptError("no --data given: pass a folder written by `wgpt prepare`")
+    if len(set(map(Path.resolve, paths))) < len(paths):
+        raise WgptError("a folder is given twice to --data: give each once, and weigh it with --data-weights")
+    if weights is not None:
+        if len(weights) != len(paths):
+            raise WgptError(f"--data-weights has {len(weights)} weight(s) for {len(paths)} --data folder(s): give one per folder")
+        if not all(w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise WgptError(f"--data-weights must be >= 0 with at least one above 0, got {','.join(map(str, weights))}")
+    folders = [open_shards(p, verify) for p in paths]
+    for other in folders[1:]:
+        if other.modality_spec != folders[0].modality_spec:
+            raise WgptError(
+                f"{other.path} was prepared with another modality or tokenizer than {folders[0].path}: "
+                f"prepare it again with `wgpt prepare ... --tokenizer-from {folders[0].path}`"
+            )
+    return TrainingData(folders, None if weights is None else [float(w) for w in weights])

@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from wgpt import distributed as dist
-from wgpt.batches import check_length, eval_offsets, get_batch, train_offsets
+from wgpt.batches import batch_offsets, check_length, eval_offsets, get_batch
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, check_device_name, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
-from wgpt.shards import Shards, open_shards
+from wgpt.shards import TrainingData, open_training_data
 
 
 @dataclass
@@ -127,10 +127,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def resume_state(out: Path, model_cfg: ModelConfig, shards: Shards) -> dict[str, Any]:
+def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[str, Any]:
     """The saved state of ``out/last.pt``, checked against this run's model and data."""
     ckpt = load_checkpoint(out / "last.pt")
-    if ckpt["modality"] != shards.modality_spec:  # first: other data changes the vocabulary, hence the model config
+    if ckpt["modality"] != data.modality_spec:  # first: other data changes the vocabulary, hence the model config
         raise WgptError(f"{out}/last.pt was trained on other data (different modality or tokenizer); pass the same --data")
     if ckpt["model_config"] != to_dict(model_cfg):
         raise WgptError(f"{out}/last.pt was trained with a different model config; resume without changing model flags")
@@ -138,16 +138,29 @@ def resume_state(out: Path, model_cfg: ModelConfig, shards: Shards) -> dict[str,
 
 
 def train(
-    data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False, show_progress: bool = True
+    data: Path | list[Path],
+    out: Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = True,
+    data_weights: list[float] | None = None,
+    verify: bool | None = None,
 ) -> TrainResult:
-    """Train a GPT on prepared shards at ``data``; writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``."""
+    """Train a GPT on prepared shards at ``data`` (one folder, or several trained on as one, weighed
+    by ``data_weights``); writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``. ``verify``:
+    checksum every shard first (None: only folders small enough to check in about a second)."""
     out = Path(out)
     ctx = dist.setup(train_cfg.device)
     device = ctx.device if ctx.active else pick_device(train_cfg.device)
-    shards = open_shards(data)
+    shards = open_training_data(data, data_weights, verify)
     model_cfg = replace(model_cfg, vocab_size=shards.vocab_size)
-    check_length(shards.train, model_cfg.context, "train", shards.path)
-    check_length(shards.val, model_cfg.context, "val", shards.path)
+    if shards.weights is not None:  # weighed folders are sampled on their own
+        for folder, weight in zip(shards.folders, shards.weights, strict=True):
+            if weight > 0:
+                check_length(folder.train, model_cfg.context, "train", folder.path)
+    check_length(shards.train, model_cfg.context, "train", shards.paths[0])
+    check_length(shards.val, model_cfg.context, "val", shards.paths[0])
     if train_cfg.batch_size % ctx.world_size:
         raise WgptError(f"--batch-size {train_cfg.batch_size} must be divisible by the number of processes ({ctx.world_size})")
     if resume and not (out / "last.pt").is_file():
@@ -170,7 +183,10 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise WgptError(f"cannot create the run folder {out}: {os_reason(err)}; choose another --out") from None
-        write_json(out / "config.json", {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": str(data)})
+        write_json(
+            out / "config.json",
+            {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": shards.describe(), "data_weights": shards.weights},
+        )
     runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
     return runner.run(show_progress)
 
@@ -182,7 +198,7 @@ class Runner:
         self,
         model: GPT,
         optimizer: torch.optim.Optimizer,
-        shards: Shards,
+        shards: TrainingData,
         model_cfg: ModelConfig,
         train_cfg: TrainConfig,
         device: torch.device,
@@ -219,7 +235,7 @@ class Runner:
         cfg, ctx = self.cfg, self.ctx
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        offsets = train_offsets(len(self.shards.train), self.model_cfg.context, cfg.batch_size, cfg.seed, step)
+        offsets = batch_offsets(self.shards, self.model_cfg.context, cfg.batch_size, cfg.seed, step)
         local = offsets[ctx.rank :: ctx.world_size]  # this process's share of the global batch
         chunks = local.split(self.micro)
         total = 0.0
@@ -251,7 +267,8 @@ class Runner:
             elapsed_s=self.state["elapsed_s"],
             interval=self.state["interval"],
             rng=rng_state(),
-            data=str(self.shards.path.resolve()),
+            data=self.shards.describe(),
+            data_weights=self.shards.weights,
         )
         if name == "last.pt":
             self.saved_step = step
