@@ -263,3 +263,52 @@ def test_big_folders_are_checksummed_only_when_asked(corpus_dir: Path, tmp_path:
     assert len(open_shards(out).val) == len(data) // 2  # opens, checking sizes only
     with pytest.raises(WgptError, match="corrupt"):
         open_shards(out, verify=True)
+
+
+SLOW_PREPARE = """
+import sys, time
+from pathlib import Path
+from wgpt.modalities.text import TextModality
+from wgpt.preparation import prepare
+
+original = TextModality.encode
+
+def slow(self, piece, facts=None):
+    Path(sys.argv[3]).touch()  # the workers are at it
+    time.sleep(0.2)
+    return original(self, piece, facts)
+
+TextModality.encode, TextModality.piece_extent = slow, 1 << 16
+prepare(TextModality(), [Path(sys.argv[1])], Path(sys.argv[2]), workers=2, show_progress=False)
+"""
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads process trees from /proc (Linux)")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_killed_prepare_leaves_no_workers_and_nothing_train_accepts(how: str, milton: str, tmp_path: Path):
+    import signal
+    import time
+
+    (tmp_path / "in.txt").write_text(milton * 4, encoding="utf-8")
+    out, started = tmp_path / "out", tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, str(tmp_path / "in.txt"), str(out), str(started)], stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    workers = children_of(proc.pid)
+    assert len(workers) >= 2
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=30)
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()]
+    if how == "SIGTERM":  # cleaned up like Ctrl-C; a SIGKILL leaves hidden temporary files, but never meta.json
+        assert list(out.iterdir()) == []
+    with pytest.raises(WgptError, match="interrupted"):
+        open_shards(out)

@@ -14,6 +14,7 @@ they are spawned, as Python does by default there. With one worker everything ru
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -28,13 +29,25 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _STATE: Any = None  # each worker's copy of the shared state, set once by _start_worker
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
-def _start_worker(state: Any) -> None:
+def _start_worker(state: Any, parent: int) -> None:
     global _STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already; no thread pools inside
+    _die_with(parent)
     _STATE = state
+
+
+def _die_with(parent: int) -> None:
+    """On Linux, have the kernel end this worker when its parent dies, even by SIGKILL: a killed
+    ``wgpt prepare`` leaves no workers behind, grinding on and holding its output pipes open."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the request took effect
+            os._exit(1)
 
 
 def _run_group(fn: Callable[[Any, Any], Any], items: list[Any]) -> list[Any]:
@@ -70,7 +83,7 @@ class WorkerPool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_start_worker, initargs=(self.state,))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_start_worker, initargs=(self.state, os.getpid()))
             with _quiet_tokenizers_fork():
                 self._pool.submit(_noop).result()  # forked processes all start on the first task
         return self._pool

@@ -21,9 +21,11 @@ byte-identical for any number of workers. Unusable files are skipped, counted an
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import itertools
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -349,6 +351,7 @@ def prepare(
     files = find_files(sources, modality.extensions, glob)
     skipped: dict[Path, str] = {}
     with (
+        _terminate_as_interrupt(),
         WorkerPool(modality, workers or os.cpu_count() or 1) as pool,
         progress_bar(show_progress, unit="bytes") as bar,
     ):
@@ -424,6 +427,25 @@ def prepare(
         shards=sum(len(w.shards) for w in writers),
         validation=split.validation,
     )
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a kill, a job scheduler's end of time) cleans up as Ctrl-C does: workers stopped,
+    temporary shards removed."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _clear_meta(out: Path) -> None:
