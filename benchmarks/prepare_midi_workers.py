@@ -45,7 +45,8 @@ def timed_prepare(files: list[Path], workers: int, vocab_size: int | None) -> tu
         before, start = os.times(), time.perf_counter()
         prepare(modality, files, Path(out), workers=workers, show_progress=False)
         wall, after = time.perf_counter() - start, os.times()
-        return wall, sum(after[:4]) - sum(before[:4]), (Path(out) / "train.bin").read_bytes()
+        train = b"".join(p.read_bytes() for p in sorted(Path(out).glob("train-*.bin")))
+        return wall, sum(after[:4]) - sum(before[:4]), train
 
 
 def _spin(n: int) -> int:

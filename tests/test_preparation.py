@@ -312,3 +312,15 @@ def test_a_killed_prepare_leaves_no_workers_and_nothing_train_accepts(how: str, 
         assert list(out.iterdir()) == []
     with pytest.raises(WgptError, match="interrupted"):
         open_shards(out)
+
+
+def test_fifos_are_skipped_and_a_file_named_twice_counts_once(corpus_dir: Path, tmp_path: Path):
+    import os
+
+    os.mkfifo(corpus_dir / "pipe.txt")  # reading it would block forever
+    (corpus_dir / "again.txt").symlink_to(corpus_dir / "part0.txt")
+    report = prepare(TextModality(), [corpus_dir, corpus_dir / "part1.txt"], tmp_path / "out", workers=1, show_progress=False)
+    assert report.files == 3 and [(Path(p).name, r) for p, r in report.skipped] == [
+        ("pipe.txt", "not a regular file (a FIFO, socket or device)")
+    ]
+    assert report.tokens["train"] + report.tokens["val"] == 3 * 20_000

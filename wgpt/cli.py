@@ -259,10 +259,13 @@ def train(
     modality: Annotated[str, typer.Option(help="Which prepared data to use: reads data/MODALITY unless --data is given.")] = "text",
     data: Annotated[
         Optional[list[Path]],
-        typer.Option(help="Folder written by `wgpt prepare`; repeat it to train on several folders as one set (same tokenizer)."),
+        typer.Option(
+            metavar="DIR", help="Folder written by `wgpt prepare`; repeat it to train on several folders as one set (same tokenizer)."
+        ),
     ] = None,
     data_weights: Annotated[
-        Optional[str], typer.Option(help="With several --data: how often each is sampled, e.g. 3,1 (default: by size, as one folder).")
+        Optional[str],
+        typer.Option(metavar="W1,W2", help="With several --data: how often each is sampled, e.g. 3,1 (default: by size, as one folder)."),
     ] = None,
     verify: Annotated[
         Optional[bool], typer.Option("--verify/--no-verify", help="Checksum every shard first (default: folders up to 1 GiB).")
@@ -383,7 +386,7 @@ def _default_ext(data: Path) -> str:
 def eval_cmd(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train` (best.pt or last.pt).")],
     data: Annotated[
-        Optional[list[Path]], typer.Option(help="Prepared data, repeatable (default: what the checkpoint was trained on).")
+        Optional[list[Path]], typer.Option(metavar="DIR", help="Prepared data, repeatable (default: what the checkpoint was trained on).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Evaluate at most this many validation tokens.")] = 1_000_000,

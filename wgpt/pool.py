@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import multiprocessing
 import os
 import signal
@@ -22,12 +23,14 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from itertools import islice
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+GROUP_BYTES = 1 << 20  # small items travel in groups of about this much input: fewer round trips
+GROUP_ITEMS = 256
+FLIGHT_BYTES = 16 << 20  # input in flight beyond one task per worker: results wait in memory until written
 _STATE: Any = None  # each worker's copy of the shared state, set once by _start_worker
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -93,21 +96,26 @@ class WorkerPool:
         self.close()
         self.state = state
 
-    def map(self, fn: Callable[[Any, T], R], items: Iterable[T], group: int = 1, window: int = 0) -> Iterator[R]:
-        """``fn(state, item)`` for every item, in order; ``group`` items per task, ``window`` tasks in flight."""
+    def map(self, fn: Callable[[Any, T], R], items: Iterable[T], sizes: Iterable[int] | None = None) -> Iterator[R]:
+        """``fn(state, item)`` for every item, in order. ``sizes`` (bytes of input per item) group
+        small items into tasks of about ``GROUP_BYTES`` and bound the input in flight to about
+        ``FLIGHT_BYTES``, beyond the one task per worker that keeps every worker busy."""
         if self.workers == 1:
             for item in items:
                 yield fn(self.state, item)
             return
-        groups = _grouped(iter(items), max(1, group))
-        pool, pending = self._executor(), deque()
-        for chunk in islice(groups, window or 4 * self.workers):
-            pending.append(pool.submit(_run_group, fn, chunk))
-        while pending:
-            results = pending.popleft().result()
-            for chunk in islice(groups, 1):
-                pending.append(pool.submit(_run_group, fn, chunk))
-            yield from results
+        sizes = sizes if sizes is not None else itertools.repeat(GROUP_BYTES)
+        groups = _grouped(zip(items, sizes, strict=False))  # sizes may be an endless repeat
+        pool, pending, flight = self._executor(), deque(), 0
+        for chunk, cost in groups:
+            pending.append((pool.submit(_run_group, fn, chunk), cost))
+            flight += cost
+            while pending and len(pending) >= self.workers and flight >= FLIGHT_BYTES:
+                future, done = pending.popleft()
+                flight -= done
+                yield from future.result()
+        for future, _ in pending:
+            yield from future.result()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -121,6 +129,15 @@ class WorkerPool:
         self.close()
 
 
-def _grouped(items: Iterator[T], size: int) -> Iterator[list[T]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
+def _grouped(sized: Iterable[tuple[T, int]]) -> Iterator[tuple[list[T], int]]:
+    """Consecutive items in groups of about ``GROUP_BYTES`` (at most ``GROUP_ITEMS``), with their total size."""
+    chunk: list[T] = []
+    total = 0
+    for item, size in sized:
+        chunk.append(item)
+        total += size
+        if total >= GROUP_BYTES or len(chunk) >= GROUP_ITEMS:
+            yield chunk, total
+            chunk, total = [], 0
+    if chunk:
+        yield chunk, total

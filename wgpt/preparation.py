@@ -26,6 +26,7 @@ import fnmatch
 import itertools
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,9 +40,7 @@ from wgpt.io import os_reason, write_json
 from wgpt.modalities.base import Modality, Piece, SkipFile
 from wgpt.pool import WorkerPool
 from wgpt.progress import progress_bar
-from wgpt.shards import FORMAT, META, SHARD_TOKENS, VERSION, SplitWriter, as_shard_ids, remove_stale_shards, sha256_of
-
-TASK_BYTES = 1 << 20  # small pieces travel to the workers in groups of about this much input
+from wgpt.shards import FORMAT, META, SHARD_TOKENS, VERSION, SplitWriter, compact_ids, remove_stale_shards, sha256_of
 
 
 @dataclass
@@ -72,26 +71,39 @@ class FilePlan:
     scanned: bool = False  # facts hold what scanning its pieces found (files of one whole piece need none)
 
 
-def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | None = None) -> list[Path]:
-    """Files named directly, plus matching files under folders (recursive), in sorted order."""
+def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | None = None) -> tuple[list[Path], dict[Path, str]]:
+    """Files named directly, plus matching files under folders (recursive), in sorted order, each
+    once however many paths lead to it; and the matching entries that are not regular files (a
+    FIFO, a socket, a device: reading one could block forever), with the reason they are skipped."""
     found: list[Path] = []
     for src in sources:
         src = Path(src)
-        if src.is_file():
-            found.append(src)
-        elif src.is_dir():
+        if src.is_dir():
             for root, _dirs, names in os.walk(src):
                 for name in names:
                     matches = fnmatch.fnmatch(name, glob) if glob else name.lower().endswith(extensions)
                     if matches and not name.startswith("."):
                         found.append(Path(root) / name)
+        elif src.exists():
+            found.append(src)
         else:
             raise WgptError(f"{src} does not exist: pass files or folders to prepare")
-    unique = sorted(set(found))
-    if not unique:
+    files, skipped, seen = [], {}, set()
+    for path in sorted(set(found)):
+        try:
+            info = path.stat()
+        except OSError as err:
+            skipped[path] = f"unreadable: {err.strerror or err}"
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            skipped[path] = "not a regular file (a FIFO, socket or device)"
+        elif (info.st_dev, info.st_ino) not in seen:  # the same file through a link counts once
+            seen.add((info.st_dev, info.st_ino))
+            files.append(path)
+    if not files and not skipped:
         what = f"matching {glob!r}" if glob else f"with extension {', '.join(extensions)}"
         raise WgptError(f"no files {what} in {', '.join(map(str, sources))}: point at other files or use --glob")
-    return unique
+    return files, skipped
 
 
 # -- work done in the workers: module-level functions of (modality, item) ----------------------
@@ -131,7 +143,7 @@ def _encode_task(modality: Modality, job: tuple[Piece, Any]) -> tuple[Any, str |
 
 def _encode(modality: Modality, piece: Piece, facts: Any) -> tuple[np.ndarray, dict[str, float]]:
     ids, units = modality.encode(piece, facts)
-    ids = as_shard_ids(ids, modality.vocab_size)
+    ids = compact_ids(ids, modality.vocab_size)
     if piece.first and modality.separator is not None:  # each document starts with the separator
         ids = np.concatenate([np.array([modality.separator], dtype=ids.dtype), ids])
     return ids, units
@@ -164,8 +176,7 @@ def cut_pieces(modality: Modality, path: Path, start: int, stop: int, size: int,
 def _passing(pool: WorkerPool, fn: Any, items: list[Any], sizes: list[int], bar: Any, description: str) -> Iterator[tuple[Any, Any]]:
     """``(item, (result, reason))`` for every item, in order, with a progress bar over their bytes."""
     task = bar.add_task(description, total=max(1, sum(sizes)))
-    group = max(1, min(256, TASK_BYTES * len(items) // max(1, sum(sizes))))
-    for item, size, outcome in zip(items, sizes, pool.map(fn, items, group=group), strict=True):
+    for item, size, outcome in zip(items, sizes, pool.map(fn, items, sizes), strict=True):
         bar.advance(task, size)
         yield item, outcome
 
@@ -348,8 +359,8 @@ def prepare(
         raise WgptError(f"--shard-tokens must be at least 1, got {shard_tokens}")
     start = time.perf_counter()
     out = Path(out)
-    files = find_files(sources, modality.extensions, glob)
-    skipped: dict[Path, str] = {}
+    files, skipped = find_files(sources, modality.extensions, glob)
+    found = len(files) + len(skipped)
     with (
         _terminate_as_interrupt(),
         WorkerPool(modality, workers or os.cpu_count() or 1) as pool,
@@ -362,7 +373,7 @@ def prepare(
             usable = [p for p in plans if p.path not in skipped]
             if not usable:
                 reasons = "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:3])
-                raise WgptError(f"no usable {modality.name} files among {len(files)} ({reasons}{'; ...' if len(skipped) > 3 else ''})")
+                raise WgptError(f"no usable {modality.name} files among {found} ({reasons}{'; ...' if len(skipped) > 3 else ''})")
             known_bad = len(skipped)
             split = choose_split(modality, usable, val_fraction, seed, skipped)
             scan_files(pool, modality, split.train + split.val, skipped, bar)  # a single file cut in two is scanned now

@@ -48,12 +48,17 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:05d}.bin"
 
 
-def as_shard_ids(ids: Any, vocab_size: int) -> np.ndarray:
-    """``ids`` in the shard dtype, checked against the vocabulary; never widened on the way."""
+def compact_ids(ids: Any, vocab_size: int) -> np.ndarray:
+    """``ids`` checked against the vocabulary, in the narrower of their own dtype and the shard's:
+    what a worker sends back (uint8 bytes stay uint8 until they are written)."""
     ids = np.asarray(ids)
-    if ids.size and (ids.dtype.kind not in "ui" or ids.min() < 0 or ids.max() >= vocab_size):
+    if ids.dtype.kind not in "ui":
+        raise ValueError(f"token ids must be integers, got {ids.dtype}")
+    fits = ids.dtype.kind == "u" and np.iinfo(ids.dtype).max < vocab_size  # every value of the dtype is an id
+    if ids.size and not fits and (ids.min() < 0 or ids.max() >= vocab_size):
         raise ValueError(f"token id outside the vocabulary of {vocab_size}")
-    return ids.astype(shard_dtype(vocab_size), copy=False)
+    target = shard_dtype(vocab_size)
+    return ids.astype(target) if ids.dtype.itemsize > target.itemsize else ids
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -78,8 +83,7 @@ class SplitWriter:
         self._in_shard = 0
 
     def append(self, ids: np.ndarray) -> None:
-        """Append ids; an array already in the shard dtype is taken as checked by ``as_shard_ids``."""
-        data = np.ascontiguousarray(ids if ids.dtype == self.dtype else as_shard_ids(ids, self.vocab_size))
+        data = np.ascontiguousarray(compact_ids(ids, self.vocab_size), dtype=self.dtype)
         while data.size:
             if self._file is None:
                 self._open_shard()
