@@ -124,7 +124,9 @@ def build(modality: str, source: Path, size: float, work: Path) -> Path:
 
 # -- runs ----------------------------------------------------------------------------------------
 def timed(command: list[str]) -> dict[str, float]:
-    """Wall seconds and peak resident memory (GB, largest process) of one command, by /usr/bin/time -v."""
+    """Wall seconds and peak resident memory (GB, largest process) of one command, by /usr/bin/time -v.
+    Written data is flushed first, so that no run pays for the previous run's writes."""
+    os.sync()
     done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -168,12 +170,17 @@ def main() -> None:
                     cmd = command(args, corpus, out)
                     if cmd is not None:
                         runs.append({"round": round_, "size": size, "who": who, "input_bytes": input_size(corpus), **timed(cmd)})
-                        print(f"round {round_} {size:g} {UNITS[args.modality]} {who}: {runs[-1]['seconds']:.1f} s, {runs[-1]['peak_rss_gb']:.2f} GB", flush=True)
+                        print(
+                            f"round {round_} {size:g} {UNITS[args.modality]} {who}: {runs[-1]['seconds']:.1f} s, {runs[-1]['peak_rss_gb']:.2f} GB",
+                            flush=True,
+                        )
     table = summary(runs, args, sizes)
     print("\n" + "\n".join(table))
     if args.json:
         meta = {"command": " ".join(sys.argv), "cores": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-        args.json.write_text(json.dumps({**meta, "modality": args.modality, "tokenizer": args.tokenizer, "runs": runs, "table": table}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({**meta, "modality": args.modality, "tokenizer": args.tokenizer, "runs": runs, "table": table}, indent=2) + "\n"
+        )
 
 
 def summary(runs: list[dict], args: argparse.Namespace, sizes: list[float]) -> list[str]:

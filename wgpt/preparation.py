@@ -40,7 +40,7 @@ from wgpt.io import os_reason, write_json
 from wgpt.modalities.base import Modality, Piece, SkipFile
 from wgpt.pool import WorkerPool
 from wgpt.progress import progress_bar
-from wgpt.shards import FORMAT, META, SHARD_TOKENS, VERSION, SplitWriter, compact_ids, remove_stale_shards, sha256_of
+from wgpt.shards import FORMAT, META, SHARD_TOKENS, VERSION, SplitWriter, checksum_of, compact_ids, remove_stale_shards
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _encode(modality: Modality, piece: Piece, facts: Any) -> tuple[np.ndarray, d
 
 
 def _checksum_task(_modality: Modality, file: Path) -> str:
-    return sha256_of(file)
+    return checksum_of(file)
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def verify_written(pool: WorkerPool, out: Path, writers: list[SplitWriter], bar:
     for (file, (digest, reason)), shard in zip(
         _passing(pool, _checksum_task_safe, files, [f.stat().st_size for f in files], bar, "verifying"), shards, strict=True
     ):
-        if reason is not None or digest != shard["sha256"]:
+        if reason is not None or digest != shard["crc32"]:
             raise WgptError(
                 f"{file} reads back differently from what was written ({reason or 'checksum differs'}): check the disk, then prepare again"
             )
