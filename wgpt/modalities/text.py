@@ -194,14 +194,17 @@ class TextModality(Modality):
             points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
             pos = np.searchsorted(vocab[order], points).clip(max=len(vocab) - 1)
             return np.where(vocab[order][pos] == points, order[pos], np.uint32(0))  # unseen characters -> id 0
-        bpe = self._require_fitted(self._bpe)
-        ids = self._fast_encoder().encode_ordinary(text) if self.encoder == "tiktoken" else bpe.encode(text).ids
-        return np.asarray(ids, dtype=np.uint32)
+        return np.asarray(self._bpe_ids(text), dtype=np.uint32)
 
-    def _fast_encoder(self) -> Any:
-        if "_fast" not in self.__dict__:
-            self._fast = bpe_lib.tiktoken_encoding(self._bpe)
-        return self._fast
+    def _bpe_ids(self, text: str) -> list[int]:
+        """tiktoken where the spec chose it and it is installed, else tokenizers: they agree on this BPE."""
+        if self.encoder == "tiktoken" and "_fast" not in self.__dict__:
+            try:
+                self._fast = bpe_lib.tiktoken_encoding(self._require_fitted(self._bpe))
+            except ImportError:
+                self._fast = None
+        fast = self.__dict__.get("_fast")
+        return fast.encode_ordinary(text) if fast is not None else self._require_fitted(self._bpe).encode(text).ids
 
     # -- ids to files ---------------------------------------------------------------------
     def decode(self, ids: list[int]) -> str:
