@@ -131,7 +131,7 @@ def _run_prepare(
     table = Table(title=f"prepared {modality.name} -> {_e(report.out)}", show_header=False)
     table.add_row("files used", f"{report.files:,}")
     table.add_row("files skipped", f"{len(report.skipped):,}" + (f" (listed in {_e(report.out)}/report.json)" if report.skipped else ""))
-    table.add_row("validation", _validation_summary(report))
+    table.add_row("validation", _validation_summary(report, modality.position_unit))
     table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB ({report.input_bytes / 1e6 / max(report.seconds, 1e-9):,.1f} MB/s)")
     for split in ("train", "val"):
         units = ", ".join(f"{v:,.0f} {k}s" for k, v in report.units[split].items() if k != "second")
@@ -173,10 +173,10 @@ def _tokenizer_of(folder: Path, name: str) -> Any:
     return modality_from_spec(spec)
 
 
-def _validation_summary(report: Any) -> str:
+def _validation_summary(report: Any, unit: str) -> str:
     """Which files validation holds, in a few words (report.json lists them all)."""
     if len(report.validation) == 1 and "from" in report.validation[0]:
-        return f"the tail of {_e(Path(report.validation[0]['file']).name)} (from position {report.validation[0]['from']:,})"
+        return f"the tail of {_e(Path(report.validation[0]['file']).name)} (from {unit} {report.validation[0]['from']:,})"
     return f"{len(report.validation):,} file(s), listed in {_e(report.out)}/report.json"
 
 

@@ -168,8 +168,8 @@ def _period(source_rate: int, rate: int) -> int:
     return source_rate // math.gcd(source_rate, rate)
 
 
-def _read_span(path: Path, rate: int, start: int, stop: int) -> np.ndarray:
-    """Source frames ``[start, stop)`` as mono float32 at ``rate``, for a piece of a long file.
+def _read_span(path: Path, rate: int, start: int, stop: int) -> list[np.ndarray]:
+    """Source frames ``[start, stop)`` as mono float32 chunks at ``rate``, for a piece of a long file.
 
     The resampler sees ``MARGIN_S`` of the neighbouring audio on each side (then dropped), so the
     piece is filtered as it would be inside the whole recording, up to the filter's precision.
@@ -179,11 +179,21 @@ def _read_span(path: Path, rate: int, start: int, stop: int) -> np.ndarray:
         margin = period * math.ceil(f.samplerate * MARGIN_S / period)
         low, high = max(0, start - margin), min(f.frames, stop + margin)
         chunks = _decode(f, rate, low, high)
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     first = (start - low) * rate // f.samplerate  # exact: start and low lie on whole periods
-    if stop >= f.frames:  # the last piece keeps the resampler's tail
-        return samples[first:]
-    return samples[first : first + (stop - start) * rate // f.samplerate]
+    count = None if stop >= f.frames else (stop - start) * rate // f.samplerate  # the last piece keeps the filter's tail
+    return _slice_chunks(chunks, first, count)
+
+
+def _slice_chunks(chunks: list[np.ndarray], first: int, count: int | None) -> list[np.ndarray]:
+    """Samples ``[first, first + count)`` of chunks laid end to end (to the end if ``count`` is None),
+    as views: a piece is never copied whole, and is encoded chunk by chunk."""
+    out, position, end = [], 0, None if count is None else first + count
+    for chunk in chunks:
+        low, high = max(first - position, 0), chunk.size if end is None else min(end - position, chunk.size)
+        if high > low:
+            out.append(chunk[low:high])
+        position += chunk.size
+    return out
 
 
 def _dbfs(amplitude: float) -> float:
@@ -234,6 +244,7 @@ class AudioModality(Modality):
     output_extensions: ClassVar[tuple[str, ...]] = (".wav",)
     unit: ClassVar[str] = "sample"
     piece_extent: ClassVar[int | None] = PIECE_FRAMES
+    position_unit: ClassVar[str] = "source frame"
 
     def __init__(self, sample_rate: int = 16000, bits: int = 8) -> None:
         if not _is_int(sample_rate) or not 1000 <= sample_rate <= 192000:
@@ -279,7 +290,7 @@ class AudioModality(Modality):
 
     def scan(self, piece: Piece) -> float:
         """A piece's peak, after mixing and resampling: the whole file gets one gain from them."""
-        return _peak([_read_span(piece.path, self.sample_rate, piece.start, piece.stop)])
+        return _peak(_read_span(piece.path, self.sample_rate, piece.start, piece.stop))
 
     def combine(self, path: Path, facts: list[float]) -> np.float32:
         return _gain(max(facts, default=0.0))
@@ -289,7 +300,7 @@ class AudioModality(Modality):
             chunks = _read_mono(piece.path, self.sample_rate)
             gain = _gain(_peak(chunks))
         else:
-            chunks, gain = [_read_span(piece.path, self.sample_rate, piece.start, piece.stop)], facts
+            chunks, gain = _read_span(piece.path, self.sample_rate, piece.start, piece.stop), facts
         ids = _encode_chunks(chunks, gain, self.bits)
         return ids, {"sample": int(ids.size), "second": ids.size / self.sample_rate}
 

@@ -54,6 +54,7 @@ class Modality(ABC):
     output_extensions: ClassVar[tuple[str, ...]]  # what `wgpt sample --out` can write
     unit: ClassVar[str]  # the natural unit evaluation reports bits per: byte, sample, note...
     piece_extent: ClassVar[int | None] = None  # positions per piece; None: every file is one piece
+    position_unit: ClassVar[str] = "byte"  # what plan's and boundary's positions count
 
     separator: int | None = None  # id placed before each document, if the vocabulary has one
     tokens_per_second: float | None = None  # set by time-based modalities (audio)
