@@ -161,18 +161,6 @@ def _tokenizer_of(folder: Path, name: str) -> Any:
     return modality_from_spec(spec)
 
 
-def _tokenizer_of(folder: Path, name: str) -> Any:
-    """The modality, with its learned tokenizer, of a folder ``wgpt prepare`` wrote."""
-    from wgpt.modalities import modality_from_spec
-    from wgpt.shards import read_meta
-
-    spec = read_meta(folder)["modality"]
-    if spec.get("name") != name:
-        raise WgptError(f"--tokenizer-from {folder} holds {spec.get('name')} data, not {name}: pass a folder of {name} shards")
-    err_console.print(f"tokenizing with the tokenizer of {_e(folder)}", highlight=False)
-    return modality_from_spec(spec)
-
-
 def _validation_summary(report: Any, unit: str) -> str:
     """Which files validation holds, in a few words (report.json lists them all)."""
     if len(report.validation) == 1 and "from" in report.validation[0]:
