@@ -38,9 +38,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from wgpt.batches import get_batch, train_offsets
 from wgpt.config import ModelConfig, TrainConfig, preset
+from wgpt.devices import autocast_dtype
 from wgpt.distributed import flops_per_token, mfu
 from wgpt.model import GPT
-from wgpt.training import autocast_dtype, make_optimizer
+from wgpt.training import make_optimizer
 
 # Vocabulary per preset: bytes for the paper's model, GPT-2's BPE (50,257 padded to a multiple of
 # 64) for the GPT-2-small shape, which then has GPT-2 small's 124M parameters.

@@ -219,3 +219,11 @@ def test_a_corpus_prepared_in_parts_trains_as_one(tmp_path: Path, milton: str, m
     assert evaluated["bits_per_byte"] > 0
     wrong = run("prepare", "midi", "books", "--tokenizer-from", "data/books", "-q", code=2)
     assert "holds text data, not midi" in wrong.output
+
+
+def test_tokenizer_from_carries_the_audio_rate_and_bits(tmp_path: Path):
+    speech = Path(__file__).parent / "assets" / "audio" / "speech.flac"
+    run("prepare", "audio", str(speech), "--sample-rate", "8000", "--bits", "6", "-o", str(tmp_path / "a"), "-q")
+    run("prepare", "audio", str(speech), "--tokenizer-from", str(tmp_path / "a"), "-o", str(tmp_path / "b"), "-q")
+    spec = json.loads((tmp_path / "b" / "meta.json").read_text())["modality"]
+    assert (spec["sample_rate"], spec["bits"]) == (8000, 6)

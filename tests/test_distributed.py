@@ -20,6 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
+from wgpt import devices
 from wgpt import distributed as dist
 from wgpt.checkpoint import load_checkpoint
 from wgpt.cli import app
@@ -165,7 +166,7 @@ def test_outside_torchrun_one_process_does_everything(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("device", ["mps", "cuda:1"] + ([] if torch.cuda.is_available() else ["cuda"]))
 def test_torchrun_refuses_devices_it_cannot_split(device: str):
     with pytest.raises(WgptError, match="--device"):
-        dist.process_device(device, local_rank=0)
+        devices.process_device(device, local_rank=0)
 
 
 GPU_CHECK = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"

@@ -470,6 +470,9 @@ class IdsModality(Modality):
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         raise NotImplementedError
 
+    def decode(self, ids: list[int]) -> list[int]:
+        return ids
+
     def write(self, ids: list[int], path: Path) -> None:
         raise NotImplementedError
 

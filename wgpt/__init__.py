@@ -18,7 +18,7 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "GPT": "wgpt.model",
     "ModelConfig": "wgpt.config",
-    "SampleRequest": "wgpt.sampling",
+    "SampleRequest": "wgpt.sample_files",
     "TrainConfig": "wgpt.config",
     "WgptError": "wgpt.errors",
     "bench": "wgpt.benchmark",
@@ -28,7 +28,7 @@ _EXPORTS = {
     "modality_from_spec": "wgpt.modalities",
     "prepare": "wgpt.preparation",
     "preset": "wgpt.config",
-    "sample_to_files": "wgpt.sampling",
+    "sample_to_files": "wgpt.sample_files",
     "train": "wgpt.training",
 }
 

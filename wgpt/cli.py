@@ -134,11 +134,8 @@ def _run_prepare(
     table.add_row("validation", _validation_summary(report, modality.position_unit))
     table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB ({report.input_bytes / 1e6 / max(report.seconds, 1e-9):,.1f} MB/s)")
     for split in ("train", "val"):
-        units = ", ".join(f"{v:,.0f} {k}s" for k, v in report.units[split].items() if k != "second")
+        units = ", ".join(_amount(v, k) for k, v in report.units[split].items())
         table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
-    if "second" in report.units["train"]:
-        hours = (report.units["train"]["second"] + report.units["val"].get("second", 0)) / 3600
-        table.add_row("duration", f"{hours:,.2f} hours")
     table.add_row("vocabulary", f"{report.vocab_size:,}")
     table.add_row("shard files", f"{report.shards:,}")
     table.add_row("seconds", f"{report.seconds:.1f}")
@@ -147,6 +144,11 @@ def _run_prepare(
         err_console.print(f"[yellow]skipped[/] {_e(path)}: {_e(reason)}", highlight=False)
     if len(report.skipped) > 10:
         err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {_e(report.out)}/report.json[/]")
+
+
+def _amount(count: float, unit: str) -> str:
+    """A count of a natural unit, for people: durations in hours, everything else counted."""
+    return f"{count / 3600:,.2f} hours" if unit == "second" else f"{count:,.0f} {unit}s"
 
 
 def _tokenizer_of(folder: Path, name: str) -> Any:
@@ -235,9 +237,8 @@ def prepare_audio(
     """Mix to mono, resample, normalise and mu-law quantise recordings. Recordings longer than about 25 minutes are read in pieces."""
     from wgpt.modalities import modality_class
 
-    _run_prepare(
-        modality_class("audio")(sample_rate=sample_rate, bits=bits), sources, out, glob, val_fraction, workers, shard_tokens, quiet
-    )
+    modality = modality_class("audio")(sample_rate=sample_rate, bits=bits)
+    _run_prepare(modality, sources, out, glob, val_fraction, workers, shard_tokens, quiet, tokenizer_from)
 
 
 # -- train --------------------------------------------------------------------------------
@@ -433,7 +434,7 @@ def sample(
     quiet: Quiet = False,
 ) -> None:
     """Generate from a checkpoint and write the result in its modality's format."""
-    from wgpt.sampling import SampleRequest, sample_to_files
+    from wgpt.sample_files import SampleRequest, sample_to_files
 
     request = SampleRequest(
         ckpt=ckpt,
@@ -471,7 +472,7 @@ def demo(
     from wgpt.modalities.text import TextModality, bundled_corpus
     from wgpt.preparation import prepare
     from wgpt.runs import clear_run
-    from wgpt.sampling import SampleRequest, sample_to_files
+    from wgpt.sample_files import SampleRequest, sample_to_files
     from wgpt.training import train as run_training
 
     corpus = bundled_corpus()

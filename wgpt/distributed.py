@@ -19,7 +19,7 @@ from torch import distributed as tdist
 from torch import nn
 
 from wgpt.config import ModelConfig
-from wgpt.errors import WgptError
+from wgpt.devices import process_device
 
 # Dense (not 2:4 sparse) bf16 tensor-core peaks in FLOP/s, from NVIDIA's data sheets; the first
 # pattern found in ``torch.cuda.get_device_name`` wins, so the specific ones come first.
@@ -112,23 +112,6 @@ def setup(device_name: str) -> DistContext:
     if not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistContext(rank, world, device)
-
-
-def process_device(device_name: str, local_rank: int) -> torch.device:
-    """The device of one torchrun process: ``cuda:LOCAL_RANK``, or the CPU."""
-    if device_name == "mps" or device_name.startswith("cuda:"):
-        raise WgptError(
-            f"--device {device_name} cannot be used under torchrun: pass --device cuda (each process takes cuda:LOCAL_RANK) or --device cpu"
-        )
-    if device_name == "cpu" or (device_name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise WgptError(
-            f"process LOCAL_RANK={local_rank} has no GPU ({torch.cuda.device_count()} visible): lower --nproc_per_node to the GPU count"
-        )
-    return torch.device("cuda", local_rank)
 
 
 def flops_per_token(cfg: ModelConfig) -> int:

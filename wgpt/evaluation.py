@@ -8,6 +8,7 @@ counts that preparation recorded for the validation split:
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,27 @@ import torch
 
 from wgpt.batches import check_length, get_batch
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.generation import generate
 from wgpt.modalities import modality_from_spec
 from wgpt.shards import open_training_data
-from wgpt.training import estimate_loss, pick_device
+
+
+@torch.no_grad()
+def estimate_loss(model: torch.nn.Module, data: Any, offsets: torch.Tensor, context: int, batch: int, device: torch.device) -> float:
+    """Mean next-token loss over fixed windows of a split (nats per token)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    amp = autocast_dtype(device)
+    for chunk in offsets.split(batch):
+        x, y = get_batch(data, chunk, context)
+        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+            _, loss = model(x.to(device), y.to(device))
+        total += loss.item() * len(chunk)
+    model.train(was_training)
+    return total / len(offsets)
 
 
 def resolve_data(ckpt: dict[str, Any], data: Path | list[Path] | None, ckpt_path: Path) -> list[Path]:

@@ -23,8 +23,10 @@ from torch import nn
 from wgpt import distributed as dist
 from wgpt.batches import batch_offsets, check_length, eval_offsets, get_batch
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from wgpt.config import ModelConfig, TrainConfig, check_device_name, to_dict
+from wgpt.config import ModelConfig, TrainConfig, to_dict
+from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
+from wgpt.evaluation import estimate_loss
 from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
@@ -50,22 +52,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 
 
-def pick_device(name: str) -> torch.device:
-    check_device_name(name)
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise WgptError("--device cuda was asked for but CUDA is not available: use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise WgptError("--device mps was asked for but MPS is not available: use --device cpu")
-    return torch.device(name)
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices only (not norms, biases or wavelet filters)."""
     decay, no_decay = [], []
@@ -73,29 +59,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
         (decay if p.dim() >= 2 and "wavelet" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2), fused=device.type == "cuda")
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU has it, fp16 (with a gradient scaler) where it does not, fp32 on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-@torch.no_grad()
-def estimate_loss(model: GPT, data: Any, offsets: torch.Tensor, context: int, batch: int, device: torch.device) -> float:
-    """Mean next-token loss over fixed windows of a split (nats per token)."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    amp = autocast_dtype(device)
-    for chunk in offsets.split(batch):
-        x, y = get_batch(data, chunk, context)
-        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-            _, loss = model(x.to(device), y.to(device))
-        total += loss.item() * len(chunk)
-    model.train(was_training)
-    return total / len(offsets)
 
 
 class StopRequest:

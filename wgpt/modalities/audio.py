@@ -322,15 +322,19 @@ class AudioModality(Modality):
         return [int(mulaw_encode(np.zeros(1), self.bits)[0])]
 
     # -- ids to files ---------------------------------------------------------------------
+    def decode(self, ids: list[int]) -> np.ndarray:
+        """The waveform, samples in [-1, 1] at ``sample_rate``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"token id outside the vocabulary of {self.vocab_size}")
+        return mulaw_decode(ids, self.bits)
+
     def write(self, ids: list[int], path: Path) -> None:
         """Mono 16-bit PCM WAV at the model's rate, written atomically."""
         path = Path(path)
         if path.suffix.lower() not in self.output_extensions:
             raise WgptError(f"audio is written as WAV: name the output {path.with_suffix('.wav').name}")
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token id outside the vocabulary of {self.vocab_size}")
-        write_wav(path, np.round(mulaw_decode(ids, self.bits) * PCM_SCALE).astype(np.int16), self.sample_rate)
+        write_wav(path, np.round(self.decode(ids) * PCM_SCALE).astype(np.int16), self.sample_rate)
 
     def statistics(self, sequences: list[list[int]]) -> dict[str, float]:
         """Loudness, clipping and brightness over all sequences ({} if there are no samples).

@@ -55,6 +55,7 @@ class Modality(ABC):
     unit: ClassVar[str]  # the natural unit evaluation reports bits per: byte, sample, note...
     piece_extent: ClassVar[int | None] = None  # positions per piece; None: every file is one piece
     position_unit: ClassVar[str] = "byte"  # what plan's and boundary's positions count
+    prints_as_text: ClassVar[bool] = False  # ``decode`` gives text that `wgpt sample` can print as it is generated
 
     separator: int | None = None  # id placed before each document, if the vocabulary has one
     tokens_per_second: float | None = None  # set by time-based modalities (audio)
@@ -136,8 +137,16 @@ class Modality(ABC):
         return [self.separator]
 
     @abstractmethod
+    def decode(self, ids: list[int]) -> Any:
+        """Generated ids as the modality's own object: text, a ``symusic.Score``, a waveform."""
+
+    @abstractmethod
     def write(self, ids: list[int], path: Path) -> None:
         """Write generated ids to ``path`` (its extension is one of ``output_extensions``)."""
+
+    def use_soundfont(self, path: Path) -> None:
+        """Render ``.wav`` output through this SoundFont: only modalities that render notes can."""
+        raise WgptError(f"--soundfont renders MIDI models; this is a {self.name} model")
 
     def statistics(self, sequences: list[list[int]]) -> dict[str, float | list[float]]:
         """Descriptive statistics over token sequences, shown by ``wgpt eval`` for generated

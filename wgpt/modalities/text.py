@@ -50,6 +50,7 @@ class TextModality(Modality):
     output_extensions: ClassVar[tuple[str, ...]] = (".txt", ".md")
     unit: ClassVar[str] = "byte"
     piece_extent: ClassVar[int | None] = PIECE_BYTES
+    prints_as_text: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -11,13 +11,12 @@ from typing import TextIO
 from torch import Tensor
 
 from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.devices import pick_device
 from wgpt.errors import WgptError
 from wgpt.generation import check_prompt, check_sampling, generate
 from wgpt.io import check_writable
 from wgpt.modalities import Modality, modality_from_spec
-from wgpt.modalities.text import TextModality
 from wgpt.progress import progress_bar
-from wgpt.training import pick_device
 
 
 @dataclass
@@ -91,8 +90,6 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if req.out.suffix.lower() not in modality.output_extensions:
         raise WgptError(f"{req.out}: this {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
     if req.soundfont is not None:
-        if not hasattr(modality, "use_soundfont"):
-            raise WgptError(f"--soundfont renders MIDI models; this is a {modality.name} model")
         modality.use_soundfont(req.soundfont)
     model = model_from_checkpoint(ckpt).to(pick_device(req.device))
     n_new = new_token_count(req, modality)
@@ -149,7 +146,7 @@ class _TextStream:
     @classmethod
     def open(cls, modality: Modality, out: TextIO | None, prompt: list[int]) -> _TextStream | None:
         """A stream for text models when ``out`` is given; None otherwise."""
-        if out is None or not isinstance(modality, TextModality):
+        if out is None or not modality.prints_as_text:
             return None
         stream = cls(modality.decode, out)
         stream._write(modality.decode(prompt))
