@@ -334,3 +334,16 @@ def test_statistics_of_junk_are_finite(remi_bpe: MidiModality) -> None:
     stats = remi_bpe.statistics(junk)
     assert 0.0 < stats["nonempty_fraction"] <= 1.0 and sum(stats["pitch_class_histogram"]) == pytest.approx(1.0)
     assert all(np.isfinite(v) for k, v in stats.items() if k != "pitch_class_histogram")
+
+
+def test_the_private_miditok_members_wgpt_relies_on_are_there(remi_bpe: MidiModality) -> None:
+    """wgpt/modalities/midi.py reaches into MidiTok: encoding cached chunks without re-parsing, and
+    rebuilding a trained tokenizer from a dict. A MidiTok release that renames these fails here,
+    by name, rather than deep in a preparation (pyproject.toml bounds the version too)."""
+    import miditok
+
+    tok = remi_bpe._tok
+    for member in ("_ids_to_bytes", "_model", "_vocab_base_byte_to_token", "is_trained"):
+        assert hasattr(tok, member), member
+    assert callable(getattr(miditok.MusicTokenizer, "_MusicTokenizer__create_vocab_learned_bytes_to_tokens", None))
+    assert tok.is_trained and hasattr(tok._model, "encode")
