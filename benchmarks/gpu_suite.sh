@@ -3,7 +3,7 @@
 # repository root:
 #   bash benchmarks/gpu_suite.sh TEXT_FILE OUT_DIR [STEPS]
 # 1. benchmarks/gpu_check.py: CPU/GPU parity of training steps, tokens/s and MFU per variant.
-# 2. wgpt bench on TEXT_FILE as bytes, paper preset: the speed-up as PAPER.md defines it.
+# 2. wgpt bench on TEXT_FILE as bytes, paper preset: the speed-up as docs/wavelet.md defines it.
 # 3. benchmarks/generation.py on the GPU: cached vs uncached decoding, and HF GPT-2.
 # Each part has its own time limit and writes to OUT_DIR as it goes, so a slow part costs only itself.
 set -uo pipefail

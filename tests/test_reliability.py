@@ -1,5 +1,5 @@
 """Nothing lost, nothing executed: crafted checkpoints, hard kills, signals, interrupted preparation,
-diverging runs, and property tests of shards and tokenizers (issue #7, docs/reliability.md).
+diverging runs, and property tests of shards and tokenizers (docs/reliability.md).
 
 Real processes where the guarantee is about a process: ``python -m wgpt train`` killed with
 SIGKILL or stopped with SIGTERM. Everything else runs in this process on tiny configs. Rows marked
@@ -322,7 +322,7 @@ def test_a_kill_right_after_saving_last_pt_keeps_that_steps_metrics_row(shards, 
 @pytest.mark.slow  # two interpreter starts and 120 steps: 20-80 s on 2 busy cores; the in-process kills above always run
 @posix_only
 def test_kill_9_after_the_first_checkpoint_then_resume_matches_an_uninterrupted_run(shards: Path, tmp_path: Path):
-    """The issue's check, with real processes: SIGKILL once last.pt exists, --resume, same end."""
+    """With real processes: SIGKILL once last.pt exists, --resume, the same end as never killed."""
     steps, args = 60, ["--data", str(shards), *TINY, "--eval-interval", "10"]
     reference = runner.invoke(app, ["train", *args, "--steps", str(steps), "-o", str(tmp_path / "full")])
     assert reference.exit_code == 0, reference.output

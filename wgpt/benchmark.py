@@ -1,9 +1,10 @@
 """Wavelet vs baseline, side by side: the paper's claim measured on the user's own data.
 
-Every variant trains with the same data order, seed, config and step budget. The speed-up is
-PAPER.md's: with ``L*`` the baseline's validation loss at the last step N, it is N divided by
-the first step at which the variant's validation loss is at or below ``L*``, interpolating
-linearly between evaluations. The step-time ratio compares median ``tokens_per_s``.
+Every variant trains with the same data order, seed, config and step budget. The speed-up
+(docs/wavelet.md, "How the speed-up is measured"): with ``L*`` the baseline's validation loss at
+the last step N, it is N divided by the first step at which the variant's validation loss is at or
+below ``L*``, interpolating linearly between evaluations. The step-time ratio compares median
+``tokens_per_s``.
 """
 
 from __future__ import annotations
