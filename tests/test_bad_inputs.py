@@ -237,8 +237,8 @@ TRAIN = [
     row("train --data {text} -o {root}/o/t10 --context 100000", "lower --context", id="context-longer-than-data"),
     row("train --data {text} -o {root}/o/t11 --micro-batch 3", "--micro-batch 3 must divide --batch-size 4", id="micro-batch"),
     row("train --data {text} -o {root}/o/t12 --width 30 --heads 4", "must be divisible by --heads", id="width-heads"),
-    row("train --data {text} -o {root}/o/t13 --position alibi", "unknown position embedding", id="unknown-position"),
-    row("train --data {text} -o {root}/o/t14 --wavelet-kind db4", "unknown wavelet", id="unknown-wavelet"),
+    row("train --data {text} -o {root}/o/t13 --position alibi", "unknown --position", id="unknown-position"),
+    row("train --data {text} -o {root}/o/t14 --wavelet-kind db4", "unknown --wavelet-kind", id="unknown-wavelet"),
     row("train --data {text} -o {root}/o/t15 --device tpu", "unknown --device", id="unknown-device"),
     row("train --data {text} -o {root}/o/t16 --lr 0", "--lr must be positive", id="zero-lr"),
     row(

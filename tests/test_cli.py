@@ -47,10 +47,45 @@ def workdir(tmp_path: Path, corpus_dir: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_help_lists_the_commands():
-    out = run("--help").output
-    for command in ("prepare", "train", "eval", "sample"):
-        assert command in out
+def test_the_app_has_its_commands():
+    import typer
+
+    group = typer.main.get_command(app)
+    assert {"prepare", "train", "eval", "sample", "demo", "bench"} <= set(group.commands)
+    assert set(group.commands["prepare"].commands) == {"text", "midi", "audio"}
+
+
+def test_every_config_field_with_a_flag_is_an_option_of_train_and_bench():
+    """The flags come from the config table: a field that names a flag is an option, with its help."""
+    from dataclasses import fields
+
+    import typer
+
+    from wgpt.config import ModelConfig, TrainConfig
+
+    group = typer.main.get_command(app)
+    options = {name: {o for p in group.commands[name].params for o in p.opts} for name in ("train", "bench")}
+    for cls in (ModelConfig, TrainConfig):
+        for f in fields(cls):
+            flag = f.metadata["flag"]
+            if flag is None:
+                continue
+            assert flag.split("/")[0] in options["train"], flag
+            assert (flag.split("/")[0] in options["bench"]) == (f.name not in ("wavelet", "seed")), flag
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["n_layer", "n_head", "d_model", "d_ff", "context", "steps", "batch_size", "eval_interval", "eval_batches"],
+)
+def test_a_bad_value_is_named_by_the_flag_that_set_it(name: str, tmp_path: Path):
+    """`wgpt train --layers 0` once said `--n-layer`, a flag that does not exist."""
+    from wgpt.config import ModelConfig, TrainConfig, flag_of
+
+    cls = ModelConfig if hasattr(ModelConfig, name) else TrainConfig
+    flag = flag_of(cls, name)
+    result = run("train", "--data", str(tmp_path / "nowhere"), flag, "0", "-o", str(tmp_path / "run"), code=2)
+    assert f"{flag} must be a positive integer, got 0" in result.output
 
 
 def test_command_help_paragraphs_have_no_hard_line_breaks():

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -20,8 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from wgpt import __version__
+from wgpt.config import ModelConfig, TrainConfig
 from wgpt.errors import WgptError
 from wgpt.io import os_reason
+from wgpt.options import config_options
 from wgpt.progress import console as err_console
 
 app = typer.Typer(
@@ -244,6 +247,7 @@ def prepare_audio(
 # -- train --------------------------------------------------------------------------------
 @app.command()
 @cli_errors
+@config_options(model_flags=(ModelConfig, None), train_flags=(TrainConfig, None))
 def train(
     modality: Annotated[str, typer.Option(help="Which prepared data to use: reads data/MODALITY unless --data is given.")] = "text",
     data: Annotated[
@@ -259,34 +263,14 @@ def train(
     verify: Annotated[
         Optional[bool], typer.Option("--verify/--no-verify", help="Checksum every shard first (default: folders up to 1 GiB).")
     ] = None,
-    wavelet: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
-    wavelet_kind: Annotated[
-        Optional[str], typer.Option(help="none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")
-    ] = None,
+    haar: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
     preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps in total (also when resuming).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/DATA-VARIANT).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
     config: Annotated[Optional[Path], typer.Option(help='JSON or TOML file: {"preset": ..., "model": {...}, "train": {...}}.')] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Decoder blocks.")] = None,
-    width: Annotated[Optional[int], typer.Option(help="Embedding width d_model.")] = None,
-    heads: Annotated[Optional[int], typer.Option(help="Attention heads.")] = None,
-    ffn: Annotated[Optional[int], typer.Option(help="Feed-forward width.")] = None,
-    context: Annotated[Optional[int], typer.Option(help="Context length in tokens.")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout probability.")] = None,
-    position: Annotated[Optional[str], typer.Option(help="learned or rope position embeddings.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per optimiser step (global).")] = None,
-    micro_batch: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (gradient accumulation).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    warmup: Annotated[Optional[int], typer.Option(help="Linear warm-up steps.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
-    grad_clip: Annotated[Optional[float], typer.Option(help="Gradient-norm clip; 0 disables.")] = None,
-    eval_interval: Annotated[Optional[int], typer.Option(help="Steps between validations and checkpoints.")] = None,
-    eval_batches: Annotated[Optional[int], typer.Option(help="Fixed validation batches per evaluation.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the weights and the data order.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.")] = None,
+    model_flags: dict[str, Any] | None = None,
+    train_flags: dict[str, Any] | None = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a GPT (optionally with the wavelet structure) on prepared shards.
@@ -301,33 +285,11 @@ def train(
     from wgpt.runs import plan_run
     from wgpt.training import train as run_training
 
-    if wavelet and wavelet_kind not in (None, "haar"):
-        raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {wavelet_kind}")
-    kind = wavelet_kind or ("haar" if wavelet else None)
-    model_flags = {
-        "wavelet": kind,
-        "n_layer": layers,
-        "d_model": width,
-        "n_head": heads,
-        "d_ff": ffn,
-        "context": context,
-        "dropout": dropout,
-        "position": position,
-    }
-    train_flags = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "micro_batch": micro_batch,
-        "lr": lr,
-        "warmup": warmup,
-        "weight_decay": weight_decay,
-        "grad_clip": grad_clip,
-        "eval_interval": eval_interval,
-        "eval_batches": eval_batches,
-        "seed": seed,
-        "device": device,
-        "compile": compile,
-    }
+    model_flags, train_flags = dict(model_flags or {}), dict(train_flags or {})
+    if haar:  # --wavelet: the shortcut for --wavelet-kind haar
+        if model_flags.get("wavelet") not in (None, "haar"):
+            raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {model_flags['wavelet']}")
+        model_flags["wavelet"] = "haar"
     weights = _numbers(data_weights, "--data-weights") if data_weights is not None else None
     plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite, data_weights=weights)
     result = run_training(
@@ -492,12 +454,16 @@ def demo(
 
 
 # -- bench --------------------------------------------------------------------------------
+_MODEL_SHAPE = tuple(f.name for f in fields(ModelConfig) if f.name != "wavelet")  # the variants set the wavelet
+_BENCH_TRAINING = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")  # --seeds gives several
+
+
 @app.command("bench")
 @cli_errors
+@config_options(model_flags=(ModelConfig, _MODEL_SHAPE), train_flags=(TrainConfig, _BENCH_TRAINING))
 def bench_cmd(
     modality: Annotated[str, typer.Option(help="Reads data/MODALITY unless --data is given.")] = "text",
     data: Annotated[Optional[Path], typer.Option(help="Folder written by `wgpt prepare`.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Step budget N of every run.")] = None,
     preset: Annotated[str, typer.Option(help="tiny, paper or gpt2.")] = "tiny",
     variants: Annotated[str, typer.Option(help="Comma-separated: baseline, haar, learnable.")] = "baseline,haar",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; several give mean and spread.")] = "1337",
@@ -505,11 +471,8 @@ def bench_cmd(
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the summary (default: runs/bench-DATA).")
     ] = None,
-    context: Annotated[Optional[int], typer.Option(help="Context length in tokens.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    eval_interval: Annotated[Optional[int], typer.Option(help="Steps between validations.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    model_flags: dict[str, Any] | None = None,
+    train_flags: dict[str, Any] | None = None,
     quiet: Quiet = False,
 ) -> None:
     """Train baseline and wavelet variants on the same data order, seed and budget; report the speed-up.
@@ -535,10 +498,8 @@ def bench_cmd(
         names.append("larger")
     data = data or default_data(modality)
     model_cfg, train_cfg = get_preset(preset)
-    model_cfg = override(model_cfg, {"context": context}, "flags")
-    train_cfg = override(
-        train_cfg, {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_interval": eval_interval, "device": device}, "flags"
-    )
+    model_cfg = override(model_cfg, model_flags or {}, "flags")
+    train_cfg = override(train_cfg, train_flags or {}, "flags")
     out = out or Path("runs") / f"bench-{data.name}"
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ fails early with a message naming the flag that sets it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,19 +18,31 @@ WAVELET_KINDS: tuple[str, ...] = ("none", "haar", "learnable")
 MODALITY_NAMES: tuple[str, ...] = ("text", "midi", "audio")
 
 
+def setting(default: Any, flag: str | None, help: str) -> Any:
+    """A config field with the command-line flag that sets it and that flag's help: the one table
+    ``wgpt train`` and ``wgpt bench`` build their options from, and error messages name flags by."""
+    return field(default=default, metadata={"flag": flag, "help": help})
+
+
+def flag_of(cfg: Any, name: str) -> str:
+    """The flag a user types for config field ``name`` (``--layers`` for ``n_layer``)."""
+    flag = next(f.metadata.get("flag") for f in fields(cfg) if f.name == name)
+    return (flag or f"--{name.replace('_', '-')}").split("/")[0]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the GPT decoder. Every default is the ``tiny`` preset."""
 
-    vocab_size: int = 256  # set from the shards' metadata at train time
-    n_layer: int = 4  # 4 blocks: small enough for ~0.2 s per step on 2 CPU cores
-    n_head: int = 4  # head size 32
-    d_model: int = 128  # the paper's width
-    d_ff: int = 512  # 4 x d_model, as the paper
-    context: int = 256  # tokens per training window
-    dropout: float = 0.0  # short pre-training runs do not overfit; 0 keeps runs deterministic
-    wavelet: WaveletKind = "none"  # none | haar (fixed, 0 parameters) | learnable
-    position: Literal["learned", "rope"] = "learned"  # rope lets generation slide for free
+    vocab_size: int = setting(256, None, "Set from the prepared data.")
+    n_layer: int = setting(4, "--layers", "Decoder blocks.")  # small enough for ~0.2 s per step on 2 CPU cores
+    n_head: int = setting(4, "--heads", "Attention heads.")  # head size 32
+    d_model: int = setting(128, "--width", "Embedding width d_model.")  # the paper's width
+    d_ff: int = setting(512, "--ffn", "Feed-forward width.")  # 4 x d_model, as the paper
+    context: int = setting(256, "--context", "Context length in tokens.")
+    dropout: float = setting(0.0, "--dropout", "Dropout probability.")  # short runs do not overfit; 0 keeps runs deterministic
+    wavelet: WaveletKind = setting("none", "--wavelet-kind", "none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")
+    position: Literal["learned", "rope"] = setting("learned", "--position", "learned or rope position embeddings.")  # rope slides for free
 
     def __post_init__(self) -> None:
         _positive(self, "vocab_size", "n_layer", "n_head", "d_model", "d_ff", "context")
@@ -39,9 +51,9 @@ class ModelConfig:
         if self.position == "rope" and (self.d_model // self.n_head) % 2:
             raise WgptError("rotary positions need an even head size (--width / --heads)")
         if self.wavelet not in WAVELET_KINDS:
-            raise WgptError(f"unknown wavelet {self.wavelet!r}: choose one of {', '.join(WAVELET_KINDS)}")
+            raise WgptError(f"unknown --wavelet-kind {self.wavelet!r}: choose one of {', '.join(WAVELET_KINDS)}")
         if self.position not in ("learned", "rope"):
-            raise WgptError(f"unknown position embedding {self.position!r}: choose learned or rope")
+            raise WgptError(f"unknown --position {self.position!r}: choose learned or rope")
         if self.wavelet != "none" and self.d_model < 4:
             raise WgptError("the wavelet structure needs --width of at least 4")
         if not 0.0 <= self.dropout < 1.0:
@@ -52,20 +64,20 @@ class ModelConfig:
 class TrainConfig:
     """How a run trains. Batches are global: they do not change with the number of processes."""
 
-    steps: int = 300  # a minute or two on a laptop CPU with the tiny preset
-    batch_size: int = 16  # sequences per optimiser step, across all processes
-    micro_batch: int = 0  # sequences per forward pass; 0 means the whole batch (no accumulation)
-    lr: float = 2e-3  # peak learning rate; small models tolerate a high one
-    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
-    warmup: int = 30  # linear warm-up steps
-    weight_decay: float = 0.1  # on matrices only, not on norms, biases or wavelet filters
-    beta2: float = 0.99  # AdamW beta2; 0.99 suits small batches
-    grad_clip: float = 1.0  # global-norm clipping; 0 disables
-    eval_interval: int = 25  # steps between validations (and last.pt saves)
-    eval_batches: int = 8  # fixed validation batches per evaluation
-    seed: int = 1337  # model init and data order; equal seeds give equal batches
-    device: str = "auto"  # auto | cpu | cuda | mps
-    compile: bool = False  # torch.compile the model (GPU runs)
+    steps: int = setting(300, "--steps", "Optimiser steps in total (also when resuming).")  # a minute or two on a laptop CPU
+    batch_size: int = setting(16, "--batch-size", "Sequences per optimiser step (global).")
+    micro_batch: int = setting(0, "--micro-batch", "Sequences per forward pass (gradient accumulation); 0: the whole batch.")
+    lr: float = setting(2e-3, "--lr", "Peak learning rate.")  # small models tolerate a high one
+    min_lr_ratio: float = setting(0.1, "--min-lr-ratio", "The cosine schedule decays to lr times this.")
+    warmup: int = setting(30, "--warmup", "Linear warm-up steps.")
+    weight_decay: float = setting(0.1, "--weight-decay", "AdamW weight decay (matrices only, not norms, biases or wavelet filters).")
+    beta2: float = setting(0.99, "--beta2", "AdamW beta2.")  # 0.99 suits small batches
+    grad_clip: float = setting(1.0, "--grad-clip", "Gradient-norm clip; 0 disables.")
+    eval_interval: int = setting(25, "--eval-interval", "Steps between validations and checkpoints.")
+    eval_batches: int = setting(8, "--eval-batches", "Fixed validation batches per evaluation.")
+    seed: int = setting(1337, "--seed", "Seed of the weights and the data order.")  # equal seeds give equal batches
+    device: str = setting("auto", "--device", "auto, cpu, cuda, cuda:N or mps.")
+    compile: bool = setting(False, "--compile/--no-compile", "torch.compile the model (GPU runs).")
 
     def __post_init__(self) -> None:
         _positive(self, "steps", "batch_size", "eval_interval", "eval_batches")
@@ -80,7 +92,9 @@ class TrainConfig:
         if not self.grad_clip >= 0:
             raise WgptError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise WgptError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise WgptError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.beta2 < 1.0:
+            raise WgptError(f"--beta2 must be in [0, 1), got {self.beta2}")
         check_device_name(self.device)
 
 
@@ -110,8 +124,7 @@ def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if not (isinstance(value, int) and value > 0):
-            flag = "--" + name.replace("_", "-")
-            raise WgptError(f"{flag} must be a positive integer, got {value!r}")
+            raise WgptError(f"{flag_of(cfg, name)} must be a positive integer, got {value!r}")
 
 
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
