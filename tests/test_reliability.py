@@ -447,7 +447,6 @@ class IdsModality(Modality):
     name: ClassVar[str] = "ids"
     extensions: ClassVar[tuple[str, ...]] = (".npy",)
     output_extensions: ClassVar[tuple[str, ...]] = ()
-    unit: ClassVar[str] = "token"
 
     def __init__(self, vocab: int) -> None:
         self.vocab, self.separator = vocab, vocab - 1

@@ -242,7 +242,6 @@ class AudioModality(Modality):
     name: ClassVar[str] = "audio"
     extensions: ClassVar[tuple[str, ...]] = _readable_extensions()
     output_extensions: ClassVar[tuple[str, ...]] = (".wav",)
-    unit: ClassVar[str] = "sample"
     piece_extent: ClassVar[int | None] = PIECE_FRAMES
     position_unit: ClassVar[str] = "source frame"
 

@@ -52,7 +52,6 @@ class Modality(ABC):
     name: ClassVar[str]
     extensions: ClassVar[tuple[str, ...]]  # picked up when a folder is scanned
     output_extensions: ClassVar[tuple[str, ...]]  # what `wgpt sample --out` can write
-    unit: ClassVar[str]  # the natural unit evaluation reports bits per: byte, sample, note...
     piece_extent: ClassVar[int | None] = None  # positions per piece; None: every file is one piece
     position_unit: ClassVar[str] = "byte"  # what plan's and boundary's positions count
     prints_as_text: ClassVar[bool] = False  # ``decode`` gives text that `wgpt sample` can print as it is generated

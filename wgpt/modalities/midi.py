@@ -54,7 +54,6 @@ class MidiModality(Modality):
     name: ClassVar[str] = "midi"
     extensions: ClassVar[tuple[str, ...]] = (".mid", ".midi")
     output_extensions: ClassVar[tuple[str, ...]] = (".mid", ".midi", ".wav")
-    unit: ClassVar[str] = "note"
 
     def __init__(
         self,

@@ -48,7 +48,6 @@ class TextModality(Modality):
     name: ClassVar[str] = "text"
     extensions: ClassVar[tuple[str, ...]] = (".txt", ".text", ".md", ".rst")
     output_extensions: ClassVar[tuple[str, ...]] = (".txt", ".md")
-    unit: ClassVar[str] = "byte"
     piece_extent: ClassVar[int | None] = PIECE_BYTES
     prints_as_text: ClassVar[bool] = True
 
