@@ -13,7 +13,6 @@ audio and MIDI checkpoints (valid files of their modality, which is all that ref
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import shutil
@@ -30,6 +29,7 @@ from wgpt.checkpoint import save_checkpoint
 from wgpt.cli import app
 from wgpt.config import ModelConfig, TrainConfig
 from wgpt.modalities.audio import AudioModality
+from wgpt.modalities.midi import MidiModality
 from wgpt.modalities.text import TextModality
 from wgpt.model import GPT
 from wgpt.preparation import prepare
@@ -41,16 +41,6 @@ TINY = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--cont
 TINY += ["--eval-interval", "3", "--eval-batches", "1", "--device", "cpu", "-q"]
 
 
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-HAS_MIDI = _importable("wgpt.modalities.midi")
-needs_midi = pytest.mark.skipif(not HAS_MIDI, reason="the MIDI modality (wgpt.modalities.midi) is not importable yet")
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, a folder nobody can create files in")
 
 
@@ -151,11 +141,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, milton: str) -> dict[str, st
     prepare(TextModality(), [corpus], root / "text", workers=1, show_progress=False)
     prepare(AudioModality(), [ASSETS / "audio"], root / "audio", workers=1, show_progress=False)
     paths = {"T": _train(root / "text", root / "runs" / "text"), "A": _untrained(root / "audio", root / "audio.pt")}
-    if HAS_MIDI:
-        from wgpt.modalities.midi import MidiModality
-
-        prepare(MidiModality(), [ASSETS / "midi" / "good"], root / "midi", workers=1, show_progress=False)
-        paths["M"] = _untrained(root / "midi", root / "midi.pt")
+    prepare(MidiModality(), [ASSETS / "midi" / "good"], root / "midi", workers=1, show_progress=False)
+    paths["M"] = _untrained(root / "midi", root / "midi.pt")
     (root / "empty").mkdir()
     _bad_files(root / "bad", paths["T"])
     named = {"root": root, "assets": ASSETS, "corpus": corpus, "text": root / "text", "audio": root / "audio", "midi": root / "midi"}
@@ -191,16 +178,15 @@ PREPARE = [
         id="text-out-under-a-file",
     ),
     row("prepare text {root}/nowhere --workers -1 -q", "--workers", id="text-negative-workers"),
-    row("prepare midi {root}/nowhere -o {root}/o/p11 -q", "does not exist", needs_midi, id="midi-missing-path"),
-    row("prepare midi {corpus} -o {root}/o/p12 -q", "no files with extension .mid", needs_midi, id="midi-folder-of-text"),
-    row("prepare midi {bad}/empty.mid -o {root}/o/p13 -q", "empty file", needs_midi, id="midi-zero-length"),
-    row("prepare midi {bad}/cut.mid -o {root}/o/p14 -q", "truncated or corrupt", needs_midi, id="midi-truncated"),
-    row("prepare midi {bad}/letter.mid -o {root}/o/p15 -q", "not a MIDI file", needs_midi, id="midi-text-named-mid"),
-    row("prepare midi {assets}/midi/broken -o {root}/o/p16 -q", "no usable midi files among 4", needs_midi, id="midi-only-broken"),
+    row("prepare midi {root}/nowhere -o {root}/o/p11 -q", "does not exist", id="midi-missing-path"),
+    row("prepare midi {corpus} -o {root}/o/p12 -q", "no files with extension .mid", id="midi-folder-of-text"),
+    row("prepare midi {bad}/empty.mid -o {root}/o/p13 -q", "empty file", id="midi-zero-length"),
+    row("prepare midi {bad}/cut.mid -o {root}/o/p14 -q", "truncated or corrupt", id="midi-truncated"),
+    row("prepare midi {bad}/letter.mid -o {root}/o/p15 -q", "not a MIDI file", id="midi-text-named-mid"),
+    row("prepare midi {assets}/midi/broken -o {root}/o/p16 -q", "no usable midi files among 4", id="midi-only-broken"),
     row(
         "prepare midi {assets}/midi/good --tokenizer Octuple -o {root}/o/p17 -q",
         "not supported",
-        needs_midi,
         id="midi-unsupported-tokenizer",
     ),
     row("prepare audio {empty} -o {root}/o/p18 -q", "no files with extension .wav", id="audio-empty-folder"),
@@ -270,7 +256,6 @@ TRAIN = [
     row(
         "train --data {midi} -o {root}/runs/text --resume --steps 6",
         "trained on other data",
-        needs_midi,
         id="resume-other-modality-other-vocab",
     ),
     row("train --data {text} -o {root}/runs/text --resume --steps 6 --width 64", "cannot change the model", id="resume-new-width"),
@@ -347,7 +332,7 @@ EVAL = [
     row("eval --ckpt {bad}/no-weights.pt", "damaged", id="ckpt-without-weights"),
     row("eval --ckpt {T} --data {audio}", "another modality or tokenizer", id="text-ckpt-audio-data"),
     row("eval --ckpt {A} --data {text}", "another modality or tokenizer", id="audio-ckpt-text-data"),
-    row("eval --ckpt {M} --data {text}", "another modality or tokenizer", needs_midi, id="midi-ckpt-text-data"),
+    row("eval --ckpt {M} --data {text}", "another modality or tokenizer", id="midi-ckpt-text-data"),
     row("eval --ckpt {T} --data {root}/nowhere", "no prepared data", id="missing-data"),
     row("eval --ckpt {T} --data {bad}/no-splits", "is damaged", id="damaged-meta"),
     row("eval --ckpt {T} --device tpu", "unknown --device", id="unknown-device"),
@@ -378,7 +363,7 @@ SAMPLE = [
     row("sample --ckpt {T} --out {root}/o/s.mid", "text model writes .txt, .md files", id="text-ckpt-mid-out"),
     row("sample --ckpt {T} --out {root}/o/s", "text model writes", id="text-ckpt-no-extension"),
     row("sample --ckpt {A} --out {root}/o/s.mid", "writes .wav files", id="audio-ckpt-mid-out"),
-    row("sample --ckpt {M} --out {root}/o/s.txt", "writes .mid, .midi, .wav files", needs_midi, id="midi-ckpt-txt-out"),
+    row("sample --ckpt {M} --out {root}/o/s.txt", "writes .mid, .midi, .wav files", id="midi-ckpt-txt-out"),
     row("sample --ckpt {T} --out {root}/o/s.txt --temperature 0", "--temperature must be > 0", id="temperature-zero"),
     row("sample --ckpt {T} --out {root}/o/s.txt --temperature -1", "--temperature must be > 0", id="temperature-negative"),
     row("sample --ckpt {T} --out {root}/o/s.txt --top-p 0", "--top-p must be in (0, 1]", id="top-p-zero"),
@@ -418,15 +403,12 @@ SAMPLE = [
     row("sample --ckpt {A} --out {root}/o/s.wav --prompt-file {bad}/empty.wav", "empty file", id="audio-prompt-zero-length"),
     row("sample --ckpt {A} --out {root}/o/s.wav --prompt-file {bad}/cut.wav", "corrupt or unsupported audio", id="audio-prompt-truncated"),
     row("sample --ckpt {A} --out {root}/o/s.wav --prompt-file {bad}/ok.wav", "longer than the model's context", id="audio-prompt-too-long"),
-    row(
-        "sample --ckpt {M} --out {root}/o/s.mid --prompt-file {bad}/cut.mid", "truncated or corrupt", needs_midi, id="midi-prompt-truncated"
-    ),
-    row("sample --ckpt {M} --out {root}/o/s.mid --prompt-file {bad}/empty.mid", "empty file", needs_midi, id="midi-prompt-zero-length"),
-    row("sample --ckpt {M} --out {root}/o/s.mid --prompt hello", "MIDI prompts come from a file", needs_midi, id="midi-text-prompt"),
+    row("sample --ckpt {M} --out {root}/o/s.mid --prompt-file {bad}/cut.mid", "truncated or corrupt", id="midi-prompt-truncated"),
+    row("sample --ckpt {M} --out {root}/o/s.mid --prompt-file {bad}/empty.mid", "empty file", id="midi-prompt-zero-length"),
+    row("sample --ckpt {M} --out {root}/o/s.mid --prompt hello", "MIDI prompts come from a file", id="midi-text-prompt"),
     row(
         "sample --ckpt {M} --out {root}/o/s.wav --tokens 4 --soundfont {root}/none.sf2",
         "soundfont",
-        needs_midi,
         id="midi-missing-soundfont",
     ),
     row("sample --ckpt {T} --out {bad}/a-file/s.txt --tokens 4", "cannot write", id="out-under-a-file"),

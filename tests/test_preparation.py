@@ -8,16 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from wgpt import shards as shards_module
-from wgpt.batches import eval_offsets, get_batch, train_offsets
 from wgpt.errors import WgptError
 from wgpt.modalities.text import TextModality
 from wgpt.preparation import prepare
-from wgpt.shards import checksum_of, open_shards, shard_dtype
+from wgpt.shards import open_shards
 
 
 def test_prepare_folder_skips_and_reports_bad_files(corpus_dir: Path, tmp_path: Path):
@@ -63,48 +58,6 @@ def test_folder_of_only_bad_files_is_an_error(tmp_path: Path):
     (tmp_path / "b.txt").write_bytes(b"")
     with pytest.raises(WgptError, match="no usable text files among 2"):
         prepare(TextModality(), [tmp_path], tmp_path / "out", workers=1, show_progress=False)
-
-
-def test_interrupted_or_tampered_shards_are_refused(corpus_dir: Path, tmp_path: Path):
-    out = tmp_path / "out"
-    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
-    data = bytearray((out / "train-00000.bin").read_bytes())
-    data[10] ^= 0xFF
-    (out / "train-00000.bin").write_bytes(bytes(data))
-    with pytest.raises(WgptError, match="corrupt"):
-        open_shards(out)
-    (out / "train-00000.bin").write_bytes(bytes(data[:-2]))
-    with pytest.raises(WgptError, match="does not match"):
-        open_shards(out)
-    (out / "meta.json").unlink()
-    with pytest.raises(WgptError, match="interrupted"):
-        open_shards(out)
-
-
-def test_batches_depend_only_on_seed_and_step():
-    a = train_offsets(10_000, 32, 8, seed=1, step=5)
-    assert torch.equal(a, train_offsets(10_000, 32, 8, seed=1, step=5))
-    assert not torch.equal(a, train_offsets(10_000, 32, 8, seed=1, step=6))
-    assert not torch.equal(a, train_offsets(10_000, 32, 8, seed=2, step=5))
-    assert a.max() < 10_000 - 32
-    ev = eval_offsets(1000, 32, 4)
-    assert ev.tolist() == eval_offsets(1000, 32, 4).tolist() and ev[0] == 0 and ev[-1] == 1000 - 33
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(0, 300), min_size=34, max_size=200), st.integers(0, 10))
-def test_batches_are_shifted_windows_of_the_shard(ids, seed):
-    data = np.asarray(ids, dtype=shard_dtype(301))
-    offsets = train_offsets(len(data), 32, 3, seed=seed, step=0)
-    x, y = get_batch(data, offsets, 32)
-    for row, o in enumerate(offsets.tolist()):
-        assert x[row].tolist() == ids[o : o + 32]
-        assert y[row].tolist() == ids[o + 1 : o + 33]
-
-
-def test_large_vocabularies_use_uint32():
-    assert shard_dtype(65_536) == np.dtype("<u2")
-    assert shard_dtype(65_537) == np.dtype("<u4")
 
 
 # -- streaming: pieces, workers, shards --------------------------------------------------------
@@ -163,20 +116,6 @@ def test_one_big_file_and_the_same_text_in_files_give_the_same_shards(tokenizer:
     assert a.modality_spec == b.modality_spec
 
 
-def test_a_multi_shard_folder_reads_back_token_for_token(corpus_dir: Path, tmp_path: Path):
-    prepare(TextModality(), [corpus_dir], tmp_path / "many", shard_tokens=7_000, workers=1, show_progress=False)
-    prepare(TextModality(), [corpus_dir], tmp_path / "one", workers=1, show_progress=False)
-    many, one = open_shards(tmp_path / "many", verify=True), open_shards(tmp_path / "one")
-    meta = many.meta["splits"]["train"]
-    assert len(meta["shards"]) == -(-meta["tokens"] // 7_000) and all(s["tokens"] == 7_000 for s in meta["shards"][:-1])
-    for split in ("train", "val"):
-        a, b = getattr(many, split), getattr(one, split)
-        assert len(a) == len(b) and np.array_equal(np.asarray(a), np.asarray(b))
-    rng = np.random.default_rng(0)
-    for start in rng.integers(0, len(one.train) - 20_000, 50).tolist():  # windows across shard boundaries
-        assert np.array_equal(many.train[start : start + 20_000], one.train[start : start + 20_000])
-
-
 def test_report_lists_the_validation_files(corpus_dir: Path, tmp_path: Path):
     report = prepare(TextModality(), [corpus_dir], tmp_path / "out", workers=1, show_progress=False)
     listed = json.loads((tmp_path / "out" / "report.json").read_text())["validation"]
@@ -191,21 +130,6 @@ def test_a_reprepared_folder_keeps_no_stale_shards(corpus_dir: Path, tmp_path: P
     (out / "notes.bin").write_bytes(b"the user's own file")
     prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "notes.bin", "report.json", "train-00000.bin", "val-00000.bin"]
-
-
-def test_a_version_1_folder_still_opens(corpus_dir: Path, tmp_path: Path):
-    """Folders written before shards were split into files: one train.bin and one val.bin."""
-    out = tmp_path / "v1"
-    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
-    meta = json.loads((out / "meta.json").read_text())
-    for split in ("train", "val"):
-        (out / f"{split}-00000.bin").rename(out / f"{split}.bin")
-        del meta["splits"][split]["shards"]
-        meta["splits"][split].update(file=f"{split}.bin", sha256=checksum_of(out / f"{split}.bin", "sha256"))
-    meta["version"] = 1
-    (out / "meta.json").write_text(json.dumps(meta))
-    shards = open_shards(out, verify=True)
-    assert len(shards.train) == meta["splits"]["train"]["tokens"] and shards.val[:5].tolist() == list(np.asarray(shards.val)[:5])
 
 
 MEMORY_PROBE = """
@@ -251,18 +175,6 @@ def test_prepare_runs_in_less_memory_than_the_file(milton: str, tmp_path: Path, 
         "1",
     ]
     assert subprocess.run(whole, capture_output=True, text=True, timeout=300).returncode != 0  # the allowance does bind
-
-
-def test_big_folders_are_checksummed_only_when_asked(corpus_dir: Path, tmp_path: Path, monkeypatch):
-    out = tmp_path / "out"
-    prepare(TextModality(), [corpus_dir], out, workers=1, show_progress=False)
-    data = bytearray((out / "val-00000.bin").read_bytes())
-    data[0] ^= 1
-    (out / "val-00000.bin").write_bytes(bytes(data))
-    monkeypatch.setattr(shards_module, "CHECKSUM_LIMIT", 1000)  # the folder now counts as big
-    assert len(open_shards(out).val) == len(data) // 2  # opens, checking sizes only
-    with pytest.raises(WgptError, match="corrupt"):
-        open_shards(out, verify=True)
 
 
 SLOW_PREPARE = """

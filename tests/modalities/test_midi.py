@@ -24,7 +24,7 @@ from wgpt.modalities.midi import TOKENIZERS, MidiModality
 from wgpt.preparation import prepare
 from wgpt.shards import open_shards
 
-ASSETS = Path(__file__).parent / "assets" / "midi"
+ASSETS = Path(__file__).parents[1] / "assets" / "midi"
 GOOD = ASSETS / "good"
 BROKEN = ASSETS / "broken"
 TUNES = sorted(GOOD.glob("oneills1850-*.mid"))

@@ -25,7 +25,7 @@ from wgpt.modalities.base import Piece, SkipFile
 from wgpt.preparation import prepare
 from wgpt.shards import open_shards
 
-SPEECH = Path(__file__).parent / "assets" / "audio" / "speech.flac"
+SPEECH = Path(__file__).parents[1] / "assets" / "audio" / "speech.flac"
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
