@@ -149,8 +149,8 @@ def _encode(modality: Modality, piece: Piece, facts: Any) -> tuple[np.ndarray, d
     return ids, units
 
 
-def _checksum_task(_modality: Modality, file: Path) -> str:
-    return checksum_of(file)
+def _checksum_task(_modality: Modality, file: Path) -> tuple[Any, str | None]:
+    return _attempt(checksum_of, file)
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -324,16 +324,13 @@ def verify_written(pool: WorkerPool, out: Path, writers: list[SplitWriter], bar:
     shards = [s for w in writers for s in w.shards]
     files = [out / s["file"] for s in shards]
     for (file, (digest, reason)), shard in zip(
-        _passing(pool, _checksum_task_safe, files, [f.stat().st_size for f in files], bar, "verifying"), shards, strict=True
+        _passing(pool, _checksum_task, files, [f.stat().st_size for f in files], bar, "verifying"), shards, strict=True
     ):
         if reason is not None or digest != shard["crc32"]:
             raise WgptError(
                 f"{file} reads back differently from what was written ({reason or 'checksum differs'}): check the disk, then prepare again"
             )
 
-
-def _checksum_task_safe(modality: Modality, file: Path) -> tuple[Any, str | None]:
-    return _attempt(_checksum_task, modality, file)
 
 
 # -- the whole run -----------------------------------------------------------------------------
