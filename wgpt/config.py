@@ -41,7 +41,9 @@ class ModelConfig:
     d_ff: int = setting(512, "--ffn", "Feed-forward width.")  # 4 x d_model, as the paper
     context: int = setting(256, "--context", "Context length in tokens.")
     dropout: float = setting(0.0, "--dropout", "Dropout probability.")  # short runs do not overfit; 0 keeps runs deterministic
-    wavelet: WaveletKind = setting("none", "--wavelet-kind", "none, haar or learnable (learnable: small causal filters, ~0.3% more parameters).")
+    wavelet: WaveletKind = setting(
+        "none", "--wavelet-kind", "none, haar or learnable (learnable: small causal filters, ~0.3% more parameters)."
+    )
     position: Literal["learned", "rope"] = setting("learned", "--position", "learned or rope position embeddings.")  # rope slides for free
 
     def __post_init__(self) -> None:

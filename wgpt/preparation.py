@@ -332,7 +332,6 @@ def verify_written(pool: WorkerPool, out: Path, writers: list[SplitWriter], bar:
             )
 
 
-
 # -- the whole run -----------------------------------------------------------------------------
 def prepare(
     modality: Modality,
