@@ -17,18 +17,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from wgpt.config import PRESETS
+from wgpt.config import PRESETS, preset
 
 _CLI_TYPES = {int: int, float: float, bool: bool}  # everything else (str, Literal choices) is read as text
 
 
 def _preset_values(cls: type, name: str) -> str:
     """What each preset sets ``name`` to, for the help: "tiny 4, paper 10, gpt2 12"."""
-    section = "model" if cls.__name__ == "ModelConfig" else "train"
-    default = next(f.default for f in fields(cls) if f.name == name)
-    values = {p: PRESETS[p][section].get(name, default) for p in PRESETS}
+    values = {p: getattr(next(c for c in preset(p) if isinstance(c, cls)), name) for p in PRESETS}
     if len(set(map(str, values.values()))) == 1:
-        return f"every preset: {default}"
+        return f"every preset: {next(iter(values.values()))}"
     return "presets: " + ", ".join(f"{p} {v}" for p, v in values.items())
 
 

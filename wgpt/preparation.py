@@ -71,10 +71,11 @@ class FilePlan:
     scanned: bool = False  # facts hold what scanning its pieces found (files of one whole piece need none)
 
 
-def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | None = None) -> tuple[list[Path], dict[Path, str]]:
+def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | None = None) -> tuple[dict[Path, int], dict[Path, str]]:
     """Files named directly, plus matching files under folders (recursive), in sorted order, each
-    once however many paths lead to it; and the matching entries that are not regular files (a
-    FIFO, a socket, a device: reading one could block forever), with the reason they are skipped."""
+    once however many paths lead to it, with their sizes; and the matching entries that are not
+    regular files (a FIFO, a socket, a device: reading one could block forever), with the reason
+    they are skipped."""
     found: list[Path] = []
     for src in sources:
         src = Path(src)
@@ -88,7 +89,9 @@ def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | Non
             found.append(src)
         else:
             raise WgptError(f"{src} does not exist: pass files or folders to prepare")
-    files, skipped, seen = [], {}, set()
+    files: dict[Path, int] = {}
+    skipped: dict[Path, str] = {}
+    seen = set()
     for path in sorted(set(found)):
         try:
             info = path.stat()
@@ -99,7 +102,7 @@ def find_files(sources: list[Path], extensions: tuple[str, ...], glob: str | Non
             skipped[path] = "not a regular file (a FIFO, socket or device)"
         elif (info.st_dev, info.st_ino) not in seen:  # the same file through a link counts once
             seen.add((info.st_dev, info.st_ino))
-            files.append(path)
+            files[path] = info.st_size
     if not files and not skipped:
         what = f"matching {glob!r}" if glob else f"with extension {', '.join(extensions)}"
         raise WgptError(f"no files {what} in {', '.join(map(str, sources))}: point at other files or use --glob")
@@ -119,13 +122,12 @@ def _attempt(call: Any, *args: Any) -> tuple[Any, str | None]:
         return None, f"unreadable: {type(err).__name__}: {err}"
 
 
-def _plan_task(modality: Modality, path: Path) -> tuple[Any, str | None]:
-    return _attempt(_plan, modality, path)
+def _plan_task(modality: Modality, file: tuple[Path, int]) -> tuple[Any, str | None]:
+    return _attempt(_plan, modality, *file)
 
 
-def _plan(modality: Modality, path: Path) -> FilePlan:
+def _plan(modality: Modality, path: Path, size: int) -> FilePlan:
     start, stop = modality.plan(path)
-    size = path.stat().st_size
     return FilePlan(path, size, start, stop, cut_pieces(modality, path, start, stop, size, first=True, whole=True))
 
 
@@ -181,22 +183,14 @@ def _passing(pool: WorkerPool, fn: Any, items: list[Any], sizes: list[int], bar:
         yield item, outcome
 
 
-def plan_files(pool: WorkerPool, files: list[Path], skipped: dict[Path, str], bar: Any) -> list[FilePlan]:
-    sizes = [_size_or_zero(f) for f in files]
+def plan_files(pool: WorkerPool, files: dict[Path, int], skipped: dict[Path, str], bar: Any) -> list[FilePlan]:
     plans = []
-    for path, (plan, reason) in _passing(pool, _plan_task, files, sizes, bar, "reading"):
+    for (path, _), (plan, reason) in _passing(pool, _plan_task, list(files.items()), list(files.values()), bar, "reading"):
         if reason is None:
             plans.append(plan)
         else:
             skipped[path] = reason
     return plans
-
-
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def scan_files(pool: WorkerPool, modality: Modality, plans: list[FilePlan], skipped: dict[Path, str], bar: Any) -> None:
@@ -305,6 +299,7 @@ def write_split(
     jobs = [(piece, plan.facts) for plan in plans if plan.path not in skipped for piece in plan.pieces]
     last = None
     for (piece, _), (result, reason) in _passing(pool, _encode_task, jobs, [j[0].size for j in jobs], bar, f"tokenizing {name}"):
+        # the worker checked the ids against the vocabulary (compact_ids): the writer need not
         if reason is not None:
             if not piece.whole:  # it passed its scan: part of it may already be written
                 raise WgptError(
@@ -313,7 +308,7 @@ def write_split(
             skipped[piece.path] = reason
             continue
         ids, units = result
-        writer.append(ids)
+        writer.append(ids, checked=True)
         writer.add_units(units)
         if piece.path != last:
             writer.documents, last = writer.documents + 1, piece.path
@@ -323,9 +318,8 @@ def verify_written(pool: WorkerPool, out: Path, writers: list[SplitWriter], bar:
     """Read every shard back: its checksum must be the one computed while writing it."""
     shards = [s for w in writers for s in w.shards]
     files = [out / s["file"] for s in shards]
-    for (file, (digest, reason)), shard in zip(
-        _passing(pool, _checksum_task, files, [f.stat().st_size for f in files], bar, "verifying"), shards, strict=True
-    ):
+    sizes = [s["tokens"] * writers[0].dtype.itemsize for s in shards]
+    for (file, (digest, reason)), shard in zip(_passing(pool, _checksum_task, files, sizes, bar, "verifying"), shards, strict=True):
         if reason is not None or digest != shard["crc32"]:
             raise WgptError(
                 f"{file} reads back differently from what was written ({reason or 'checksum differs'}): check the disk, then prepare again"
@@ -375,33 +369,25 @@ def prepare(
             scan_files(pool, modality, split.train + split.val, skipped, bar)  # a single file cut in two is scanned now
             if len(skipped) > known_bad:
                 continue
-            if fit_tokenizer:
+            if fit_tokenizer and modality.needs_fit:
                 fit(pool, modality, split.train, skipped, bar)
-            pool.update(modality)
+                pool.update(modality)  # the workers' copies predate the fitted tokenizer
             writers = [SplitWriter(out, name, modality.vocab_size, shard_tokens) for name in ("train", "val")]
-            try:
+            with _discarded_on_failure(writers):
                 for writer, plans_of_split in zip(writers, (split.train, split.val), strict=True):
                     write_split(pool, modality, writer.split, plans_of_split, writer, skipped, bar)
                     writer.close()
-            except BaseException:
-                for writer in writers:
-                    writer.discard()
-                raise
             if all(w.tokens for w in writers) or len(skipped) == known_bad:
                 break
             for writer in writers:
                 writer.discard()
-        try:
+        with _discarded_on_failure(writers):
             if not all(w.tokens for w in writers):
                 empty = next(w.split for w in writers if not w.tokens)
                 raise WgptError(f"the {empty} split came out empty: add files, or change --val-fraction")
             for writer in writers:
                 writer.rename_into_place()
             verify_written(pool, out, writers, bar)
-        except BaseException:
-            for writer in writers:
-                writer.discard()
-            raise
     used = [p for p in plans if p.path not in skipped]
     input_bytes = sum(p.size for p in used)
     splits = {w.split: w.close() for w in writers}
@@ -434,6 +420,17 @@ def prepare(
         shards=sum(len(w.shards) for w in writers),
         validation=split.validation,
     )
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(writers: list[SplitWriter]) -> Iterator[None]:
+    """Any failure or interruption inside removes the writers' temporary shards, then goes on."""
+    try:
+        yield
+    except BaseException:
+        for writer in writers:
+            writer.discard()
+        raise
 
 
 @contextlib.contextmanager

@@ -85,8 +85,9 @@ class SplitWriter:
         self._crc = 0
         self._in_shard = 0
 
-    def append(self, ids: np.ndarray) -> None:
-        data = np.ascontiguousarray(compact_ids(ids, self.vocab_size), dtype=self.dtype)
+    def append(self, ids: np.ndarray, checked: bool = False) -> None:
+        """Append ids; ``checked``: they came from ``compact_ids`` already (a worker checked them)."""
+        data = np.ascontiguousarray(ids if checked else compact_ids(ids, self.vocab_size), dtype=self.dtype)
         while data.size:
             if self._file is None:
                 self._open_shard()

@@ -113,8 +113,7 @@ class MidiModality(Modality):
         """The file's bytes, after a look at its header: MIDI files are tokenized whole."""
         start, stop = super().plan(path)
         with open(path, "rb") as f:
-            if f.read(4) != b"MThd":
-                raise SkipFile("not a MIDI file (no MThd header)")
+            _check_header(f.read(4))
         return start, stop
 
     def encode(self, piece: Piece, facts: Any = None) -> tuple[np.ndarray, dict[str, int]]:
@@ -342,8 +341,7 @@ def _read_score(path: Path) -> Any:
     data = path.read_bytes()
     if not data:
         raise SkipFile("empty file")
-    if not data.startswith(b"MThd"):
-        raise SkipFile("not a MIDI file (no MThd header)")
+    _check_header(data)
     try:
         score = Score.from_midi(data)
     except Exception as err:  # symusic reports parse failures as RuntimeError; any failure means corrupt
@@ -351,6 +349,11 @@ def _read_score(path: Path) -> Any:
     if score.note_num() == 0:
         raise SkipFile("no notes")
     return score
+
+
+def _check_header(data: bytes) -> None:
+    if not data.startswith(b"MThd"):
+        raise SkipFile("not a MIDI file (no MThd header)")
 
 
 def _clean(err: Exception) -> str:
