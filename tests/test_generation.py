@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from wgpt.cache import DecodeCache
 from wgpt.config import ModelConfig
-from wgpt.decoding import DecodeCache
 from wgpt.errors import WgptError
 from wgpt.generation import generate, next_token, top_k_filter, top_p_filter, window_start
 from wgpt.model import GPT
@@ -22,17 +22,36 @@ def trained_like(wavelet: str, context: int = 24, position: str = "learned") -> 
 @pytest.mark.parametrize("wavelet", ["none", "haar", "learnable"])
 @pytest.mark.parametrize("position", ["learned", "rope"])
 @pytest.mark.parametrize("prompt", [5, 1])
-@pytest.mark.parametrize("grad", [False, True], ids=["decode-path", "window-path"])
-def test_cached_logits_equal_uncached_at_every_position(wavelet, position, prompt, grad):
-    """Without autograd, one-token steps take the model's decoding path; with it, the window path."""
+def test_cached_logits_equal_uncached_at_every_position(wavelet, position, prompt):
     model = trained_like(wavelet, position=position)
     idx = torch.randint(0, 40, (3, 24))
-    with torch.set_grad_enabled(grad):
+    with torch.no_grad():
         full, _ = model(idx)
         cache = DecodeCache()
         first, _ = model(idx[:, :prompt], cache=cache)  # a prompt, then one token at a time
         steps = [first] + [model(idx[:, t : t + 1], cache=cache)[0] for t in range(prompt, 24)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wavelet", ["none", "haar", "learnable"])
+def test_chunks_after_cached_positions_and_a_reused_cache_match_the_whole_window(wavelet):
+    """Chunks of several tokens after cached ones; then the same cache, reset, for a smaller batch."""
+    model = trained_like(wavelet, position="rope")
+    idx = torch.randint(0, 40, (3, 24))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = DecodeCache()
+        chunks = [model(idx[:, a:b], cache=cache)[0] for a, b in [(0, 7), (7, 8), (8, 15), (15, 24)]]
+        torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
+        cache.reset()
+        again = [model(idx[:2, :10], cache=cache)[0]] + [model(idx[:2, t : t + 1], cache=cache)[0] for t in range(10, 24)]
+    torch.testing.assert_close(torch.cat(again, dim=1), full[:2], rtol=1e-5, atol=1e-5)
+
+
+def test_cached_decoding_refuses_autograd():
+    """The layers write into the cache in place, which autograd could not follow: say so."""
+    with pytest.raises(ValueError, match="autograd off"):
+        trained_like("haar")(torch.tensor([[1, 2]]), cache=DecodeCache())
 
 
 @pytest.mark.parametrize("wavelet", ["none", "haar", "learnable"])
@@ -106,6 +125,9 @@ def test_byte_samples_are_valid_utf8_of_the_exact_length():
         bytes(ids).decode("utf-8")
 
 
-def test_a_one_token_step_needs_a_filled_cache():
-    with pytest.raises(ValueError, match="cache is empty"):
-        trained_like("haar").decode_step(torch.tensor([1]), DecodeCache())
+def test_positions_past_the_context_are_refused():
+    model = trained_like("haar", context=8, position="rope")
+    with torch.no_grad(), pytest.raises(ValueError, match="exceed the context"):
+        cache = DecodeCache()
+        model(torch.zeros(1, 8, dtype=torch.long), cache=cache)
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
@@ -25,7 +26,7 @@ def model_for(wavelet: str, context: int = 16, position: str = "learned", d_ff: 
 
 
 def record_calls(model: GPT) -> list[dict]:
-    """Every pass of ``model``, window or one-token step: new tokens, cache length before, the cache, threads, last logits."""
+    """Every pass of ``model``, window or one-token step (generation calls ``forward`` for both): new tokens, cache length before, the cache, threads, last logits."""
     calls: list[dict] = []
 
     def before(module, args, kwargs):
@@ -38,15 +39,6 @@ def record_calls(model: GPT) -> list[dict]:
 
     model.register_forward_pre_hook(before, with_kwargs=True)
     model.register_forward_hook(after, with_kwargs=True)
-    step = model.decode_step
-
-    def decode_step(tok, cache):  # generation calls it directly, without forward's hooks
-        before(model, (tok[:, None],), {"cache": cache})
-        logits = step(tok, cache)
-        after(model, (), {}, (logits[:, None],))
-        return logits
-
-    model.decode_step = decode_step
     return calls
 
 
@@ -147,15 +139,15 @@ def test_settings_are_restored_when_a_callback_fails():
     seen = []
 
     def boom(_column):
-        seen.append(torch.backends.mkldnn.enabled)
+        seen.append((torch.backends.mkldnn.enabled, gc.isenabled()))
         raise RuntimeError("stop")
 
     before = torch.get_num_threads()
-    assert torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled and gc.isenabled()
     with pytest.raises(RuntimeError, match="stop"):
         generate(model_for("none"), [1, 2], 10, on_step=boom)
-    assert seen == [False]  # oneDNN is off while decoding
-    assert torch.get_num_threads() == before and torch.backends.mkldnn.enabled
+    assert seen == [(False, False)]  # oneDNN and the cyclic collector are off while decoding
+    assert torch.get_num_threads() == before and torch.backends.mkldnn.enabled and gc.isenabled()
 
 
 def test_step_threads_follow_the_work_per_step():

@@ -3,20 +3,41 @@
 The wavelet operation (``wgpt.wavelet``) is applied to every block's output on the residual
 stream, before the next block and before the final LayerNorm, as WaveletGPT prescribes. It is
 one config field: ``ModelConfig.wavelet`` in ``none | haar | learnable``.
+
+One forward serves training, whole-window evaluation and cached decoding: given a
+``wgpt.cache.DecodeCache``, attention writes its keys and values into the cache and the wavelet
+layer its prefix sums, and the new positions continue those the cache holds.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from wgpt.cache import DecodeCache, LayerCache
 from wgpt.config import ModelConfig
-from wgpt.decoding import DecodeCache, OneTokenStep
 from wgpt.positions import rotary
 from wgpt.wavelet import WaveletMix
+
+
+class BlockWeights(NamedTuple):
+    ln1: tuple
+    qkv: tuple[Tensor, Tensor]
+    proj: tuple[Tensor, Tensor]
+    ln2: tuple
+    fc: tuple[Tensor, Tensor]
+    out: tuple[Tensor, Tensor]
+    attn: CausalSelfAttention
+    wavelet: WaveletMix | None
+
+
+def _norm(ln: nn.LayerNorm) -> tuple:
+    """``torch.layer_norm``'s arguments after the input (it skips ``F.layer_norm``'s Python checks)."""
+    return ln.normalized_shape, ln.weight, ln.bias, ln.eps
 
 
 class CausalSelfAttention(nn.Module):
@@ -29,38 +50,53 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: Tensor, cache: dict[str, Tensor] | None, pos0: int) -> Tensor:
+    def forward(self, x: Tensor, w: BlockWeights, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
+        """``x`` (B, n, C) at positions ``pos0 ..``; with a cache, after the positions it holds."""
         bsz, n, d = x.shape
-        qkv = self.qkv(x).view(bsz, n, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, n, hd)
-        q, k, v = qkv.unbind(0)
+        nh, hd = self.n_head, d // self.n_head
+        qkv = F.linear(x, *w.qkv)  # (B, n, 3C): queries, keys, values
+        if n == 1:  # one position: the split into heads is a plain view
+            q, kv = qkv.narrow(2, 0, d).view(bsz, nh, 1, hd), qkv.narrow(2, d, 2 * d).view(bsz, 2, nh, 1, hd)
+        else:
+            heads = qkv.view(bsz, n, 3 * nh, hd).transpose(1, 2)  # (B, 3nh, n, hd)
+            q, kv = heads.narrow(1, 0, nh), heads.narrow(1, nh, 2 * nh).view(bsz, 2, nh, n, hd)
         if self.rope:
-            q, k = rotary(q, pos0), rotary(k, pos0)
-        if cache is not None:
-            k, v = self._cached(cache, k, v, pos0)
-        dropout = self.dropout if self.training else 0.0
-        if pos0 == 0 or cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        elif n == 1:  # one new query sees every cached key
+            q = rotary(q, pos0)
+            kv.select(1, 0).copy_(rotary(kv.select(1, 0), pos0))
+        if cache is None:
+            k, v = kv.unbind(1)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        elif n == 1 and pos0:  # one new query sees every cached key
+            slot, k, v = cache.kv_rows[pos0] or self._rows(cache, pos0, 1)
+            slot.copy_(kv)
             y = F.scaled_dot_product_attention(q, k, v)
-        else:  # a chunk after cached positions: query i sees keys up to pos0 + i
-            mask = torch.ones(n, pos0 + n, dtype=torch.bool, device=x.device).tril(diagonal=pos0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).reshape(bsz, n, d)  # (B, n, C)
-        return self.proj(y)
+        else:
+            slot, k, v = self._rows(cache, pos0, n, kv)
+            slot.copy_(kv)
+            if pos0 == 0:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # a chunk after cached positions: query i sees keys up to pos0 + i
+                mask = torch.ones(n, pos0 + n, dtype=torch.bool, device=x.device).tril(diagonal=pos0)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.view(bsz, n, d) if n == 1 else y.transpose(1, 2).reshape(bsz, n, d)
+        return F.linear(y, *w.proj)  # (B, n, C)
 
-    def _cached(self, cache: dict[str, Tensor], k: Tensor, v: Tensor, pos0: int) -> tuple[Tensor, Tensor]:
-        """Write ``k``, ``v`` (B, nh, n, hd) at ``pos0`` into the layer's buffer; return the keys and values so far.
+    def _rows(self, cache: LayerCache, pos0: int, n: int, kv: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The slot of positions ``pos0 .. pos0+n-1`` in the cache's key/value buffer, and the keys and values up to them.
 
-        One (B, 2, nh, context, hd) buffer holds keys and values, so that a one-token step writes
-        both in one copy (``wgpt.decoding``). It is allocated at the first call, then filled in place.
+        One (B, 2, nh, context, hd) buffer holds keys and values, so that a step writes both in
+        one copy. The pass at position 0 allocates it (again, if the batch, dtype or device
+        changed); a one-token step's views are kept for the next pass through its position.
         """
-        if "kv" not in cache:
-            cache["kv"] = k.new_empty(k.shape[0], 2, self.n_head, self.context, k.shape[-1])
-        n, end = k.shape[2], pos0 + k.shape[2]
-        keys, values = cache["kv"].select(1, 0), cache["kv"].select(1, 1)  # not unbind: its views refuse in-place writes under autograd
-        keys.narrow(2, pos0, n).copy_(k)
-        values.narrow(2, pos0, n).copy_(v)
-        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
+        buf = cache.kv
+        if pos0 == 0 and (buf is None or buf.shape[0] != kv.shape[0] or buf.dtype != kv.dtype or buf.device != kv.device):
+            buf = cache.kv = kv.new_empty(kv.shape[0], 2, self.n_head, self.context, kv.shape[-1])
+            cache.kv_rows = [None] * self.context
+        end = pos0 + n
+        rows = (buf.narrow(3, pos0, n), buf.select(1, 0).narrow(2, 0, end), buf.select(1, 1).narrow(2, 0, end))
+        if n == 1:
+            cache.kv_rows[pos0] = rows
+        return rows
 
 
 class Block(nn.Module):
@@ -73,19 +109,34 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.wavelet = None if cfg.wavelet == "none" else WaveletMix(cfg.d_model, cfg.context, cfg.wavelet == "learnable")
 
-    def forward(self, x: Tensor, cache: dict[str, Tensor] | None, pos0: int) -> Tensor:
-        x = x + self._drop(self.attn(self.ln1(x), cache, pos0))
-        x = x + self._drop(self.mlp(self.ln2(x)))
-        if self.wavelet is not None:
-            if cache is None:
-                x = self.wavelet(x)
-            else:  # in-place prefix sums: O(C) per new position
-                x, cache["prefix"] = self.wavelet.step(x, cache.get("prefix"), pos0)
-        return x
+    def forward(self, x: Tensor, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
+        """``x`` (B, n, C) at positions ``pos0 ..``; with a cache, after the positions it holds.
 
-    def _drop(self, y: Tensor) -> Tensor:
-        """Dropout while training; otherwise skip the module call, which one-token decoding steps feel."""
-        return self.drop(y) if self.training and self.drop.p else y
+        The one computation for training, whole windows and cached steps. The layers'
+        ``forward`` is called directly and the parameters come as plain tensors (``weights``,
+        which a cache keeps from its pass at position 0): module dispatch and attribute lookups
+        were a fifth of a small model's one-token step, which is bound by Python's cost per
+        operation, not by arithmetic. Hooks therefore attach to ``GPT``, not to its layers.
+        """
+        if cache is not None and pos0:
+            w = cache.weights
+        else:
+            w = self.weights()
+            if cache is not None:
+                cache.weights = w
+        a = w.attn.forward(torch.layer_norm(x, *w.ln1), w, cache, pos0)
+        x = x + (self.drop(a) if self.training and self.drop.p else a)
+        m = F.linear(F.gelu(F.linear(torch.layer_norm(x, *w.ln2), *w.fc)), *w.out)
+        x = x + (self.drop(m) if self.training and self.drop.p else m)
+        return x if w.wavelet is None else w.wavelet.forward(x, cache, pos0)
+
+    def weights(self) -> BlockWeights:
+        """The block's parameters as plain tensors (and its wavelet layer)."""
+        attn, (fc, _, out) = self.attn, self.mlp
+        return BlockWeights(
+            _norm(self.ln1), (attn.qkv.weight, attn.qkv.bias), (attn.proj.weight, attn.proj.bias),
+            _norm(self.ln2), (fc.weight, fc.bias), (out.weight, out.bias), attn, self.wavelet,
+        )  # fmt: skip
 
 
 class GPT(nn.Module):
@@ -119,37 +170,28 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, cache: DecodeCache | None = None) -> tuple[Tensor, Tensor | None]:
-        """``idx`` (B, n) token ids; with a cache they continue the cached positions."""
-        pos0 = 0 if cache is None else cache.length
-        n = idx.shape[1]
-        if self.pos_emb is not None and pos0 + n > self.cfg.context:
+        """``idx`` (B, n) token ids; with a cache they continue the positions it holds.
+
+        Cached decoding is inference only (under ``torch.no_grad`` or ``torch.inference_mode``):
+        the layers write into the cache's buffers in place.
+        """
+        pos0, n = (0 if cache is None else cache.length), idx.shape[1]
+        if pos0 + n > self.cfg.context:
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed the context of {self.cfg.context}")
-        if cache is not None and cache.length and n == 1 and targets is None and not (self.training or torch.is_grad_enabled()):
-            return self.decode_step(idx[:, 0], cache).unsqueeze(1), None
-        x = self.tok_emb(idx)  # (B, n, C)
+        if cache is not None and torch.is_grad_enabled():
+            raise ValueError("decoding with a cache needs autograd off: run it under torch.no_grad() or torch.inference_mode()")
+        x = F.embedding(idx, self.tok_emb.weight)  # (B, n, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb.weight[pos0 : pos0 + n]
+            x = x + self.pos_emb.weight.narrow(0, pos0, n)
         if self.training and self.drop.p:
             x = self.drop(x)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if cache is None else cache.layer(i), pos0)
+        layers = [None] * len(self.blocks) if cache is None else cache.for_layers(len(self.blocks))
+        for block, layer in zip(self.blocks, layers, strict=True):
+            x = block.forward(x, layer, pos0)
         if cache is not None:
             cache.length += n
-        logits = self.head(self.ln_f(x))  # (B, n, V)
+        logits = F.linear(torch.layer_norm(x, *_norm(self.ln_f)), self.head.weight)  # (B, n, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, loss
-
-    def decode_step(self, tok: Tensor, cache: DecodeCache) -> Tensor:
-        """Logits (B, V) of one new token per row, ``tok`` (B,), after the positions ``cache`` holds.
-
-        Inference only, and the cache must hold at least one position (a window pass fills it).
-        The same computation as ``forward``, prepared once per cache (``wgpt.decoding``): a small
-        model's one-token step is bound by the number of operations, not by arithmetic.
-        """
-        if cache.length == 0:
-            raise ValueError("the cache is empty: pass the prompt through forward(idx, cache=cache) first")
-        if cache.step is None:
-            cache.step = OneTokenStep(self, cache)
-        return cache.step(tok)

@@ -7,8 +7,8 @@ every step. Levels ``1 .. log2(context)`` are spread evenly over the modified ha
 than ``w(i)`` steps exist the average is over what exists.
 
 Both variants work from one cumulative sum over time, so the cost is O(B*T*C) and the same code
-serves training (the whole window at once, ``forward``) and cached decoding (new positions
-written into a buffer of prefix sums, ``step``).
+serves training (the whole window at once) and cached decoding (new positions written into a
+buffer of prefix sums that ``wgpt.cache.LayerCache`` holds), both through ``forward``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from wgpt.cache import LayerCache
 
 
 def coordinate_levels(n_modified: int, context: int) -> Tensor:
@@ -73,7 +75,7 @@ class WaveletMix(nn.Module):
     def __init__(self, d_model: int, context: int, learnable: bool = False) -> None:
         super().__init__()
         self.split = d_model // 2  # coordinates [split, C) are modified
-        n_mod = d_model - self.split
+        n_mod = self.n_mod = d_model - self.split
         levels = coordinate_levels(n_mod, context)  # (H,)
         steps = torch.arange(context).unsqueeze(1)  # (T, 1)
         if learnable:
@@ -85,42 +87,68 @@ class WaveletMix(nn.Module):
             self.mix = None
         # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
         self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
-        if not learnable:  # the same starts as offsets into a flattened (context+1, H) buffer, for ``wgpt.decoding``
-            self.register_buffer("lo_flat", self.lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
 
-    def forward(self, h: Tensor) -> Tensor:
-        """Transform a whole window ``h`` (B, T, C), positions 0 .. T-1."""
+    def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:
+        """Transform ``h`` (B, n, C) at positions ``t0 ..``: a whole window, or with a cache the
+        positions after those it holds (inference only: the cache's prefix sums and ``h`` are
+        written in place)."""
+        if cache is not None:
+            return self._step(h, cache, t0)
         if self.mix is None and h.dtype in (torch.float32, torch.float64):
             return self._whole_window(h)  # training's case, with the hand-written backward
-        return self.step(h, None, 0)[0]
+        mod = h[..., self.split :]
+        sums = torch.cumsum(mod.to(torch.promote_types(mod.dtype, torch.float32)), dim=1)  # bf16 sums would lose precision
+        prefix = torch.cat([sums.new_zeros(sums.shape[0], 1, sums.shape[2]), sums], dim=1)  # (B, T+1, H)
+        return torch.cat([h[..., : self.split], self._averages(prefix, sums, 0).to(h.dtype)], dim=-1)
 
-    def step(self, h: Tensor, prefix: Tensor | None, t0: int) -> tuple[Tensor, Tensor]:
-        """Cached decoding of positions ``t0 ..`` of ``h`` (B, n, C) against a preallocated buffer.
-
-        ``prefix`` (B, context+1, H) holds the prefix sums of positions before ``t0`` in rows
-        ``0 .. t0`` (row 0 is zero); this call fills rows ``t0+1 .. t0+n``: one addition per new
-        position and coordinate, and one gather for each window start. O(C) per position.
-        """
-        keep, mod = h[..., : self.split], h[..., self.split :]
-        bsz, n, n_mod = mod.shape
-        if prefix is None:
-            acc = torch.promote_types(mod.dtype, torch.float32)  # bf16 prefix sums would lose precision
-            prefix = mod.new_zeros(bsz, self.lo_index.shape[0] + 1, n_mod, dtype=acc)
-        new = mod.to(prefix.dtype)
-        hi = prefix[:, t0 : t0 + 1] + (new if n == 1 else torch.cumsum(new, dim=1))  # (B, n, H)
-        prefix[:, t0 + 1 : t0 + n + 1] = hi
+    def _averages(self, prefix: Tensor, hi: Tensor, t0: int) -> Tensor:
+        """Averages (B, n, H) at positions ``t0 ..``, from their prefix sums ``hi`` and the rows before them."""
+        bsz, n, n_mod = hi.shape
         lo_index, inv_count = self.lo_index[t0 : t0 + n], self.inv_count[t0 : t0 + n]
         if self.mix is None:
             lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
-            out = (hi - lo) * inv_count
-        else:  # one scale at a time: a (B, n, S, H) stack would cost S times the memory in training
-            out = torch.zeros_like(hi)
-            for k in range(self.mix.shape[1]):
-                lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
-                out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
-        return torch.cat([keep, out.to(h.dtype)], dim=-1), prefix
+            return (hi - lo) * inv_count
+        out = torch.zeros_like(hi)  # one scale at a time: a (B, n, S, H) stack would cost S times the memory in training
+        for k in range(self.mix.shape[1]):
+            lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
+            out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
+        return out
+
+    def _step(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
+        """Cached decoding: fill prefix rows ``t0+1 .. t0+n``, then write the averages into ``h``.
+
+        ``cache.prefix`` (B, context+1, H) holds the prefix sums of positions before ``t0`` in
+        rows ``0 .. t0`` (row 0 is zero). One addition per new position and coordinate, one
+        gather for the window starts: O(C) per position.
+        """
+        n = h.shape[1]
+        mod = h.narrow(2, self.split, self.n_mod)  # (B, n, H)
+        before, sums, lo_index, inv_count = (n == 1 and t0 and cache.prefix_rows[t0]) or self._rows(h, cache, t0, n)
+        if n == 1:
+            torch.add(before, mod, out=sums)
+        else:
+            torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
+        if lo_index is None:  # learnable
+            mod.copy_(self._averages(cache.prefix, sums, t0))
+        else:
+            torch.mul(sums - cache.prefix.gather(1, lo_index), inv_count, out=mod)
+        return h
+
+    def _rows(self, h: Tensor, cache: LayerCache, t0: int, n: int) -> tuple[Tensor | None, ...]:
+        """The prefix rows, window starts and counts of positions ``t0 .. t0+n-1``; the pass at 0 allocates the buffer."""
+        bsz, n_mod = h.shape[0], self.n_mod
+        acc = torch.promote_types(h.dtype, torch.float32)  # bf16 prefix sums would lose precision
+        prefix = cache.prefix
+        if t0 == 0 and (prefix is None or prefix.shape[0] != bsz or prefix.dtype != acc or prefix.device != h.device):
+            prefix = cache.prefix = h.new_zeros(bsz, self.lo_index.shape[0] + 1, n_mod, dtype=acc)
+            cache.prefix_rows = [None] * self.lo_index.shape[0]
+        lo_index = None if self.mix is not None else self.lo_index[t0 : t0 + n].unsqueeze(0).expand(bsz, n, n_mod)
+        rows = (prefix.narrow(1, t0, 1), prefix.narrow(1, t0 + 1, n), lo_index, self.inv_count[t0 : t0 + n])
+        if n == 1:
+            cache.prefix_rows[t0] = rows
+        return rows
 
     def _whole_window(self, h: Tensor) -> Tensor:
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
