@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wgpt.benchmark import bench, speedup, steps_to_reach
+from wgpt.benchmark import BenchRun, bench, markdown_table, overfit, speedup, steps_to_reach, summarise
 from wgpt.modalities.text import TextModality
 from wgpt.preparation import prepare
 
@@ -24,6 +24,56 @@ def test_speedup_interpolates_between_evaluations():
     assert speedup(base, rows([(10, 3.0), (40, 2.0)])) is None  # never reaches the target
 
 
+def test_an_overfit_baseline_is_measured_at_its_best_not_its_end():
+    """The baseline bottoms out at step 20 (1.8) and rises; the target is 1.8 at step 20, not its last 2.4."""
+    base = rows([(10, 2.2), (20, 1.8), (30, 2.0), (40, 2.4)])
+    wave = rows([(10, 2.0), (20, 1.9), (30, 2.1), (40, 2.5)])  # best 1.9: never reaches 1.8
+    assert speedup(base, wave) is None
+    early = rows([(10, 1.6), (20, 1.7), (30, 1.9), (40, 2.2)])  # below 1.8 at its first evaluation: step 10
+    assert speedup(base, early) == pytest.approx(20 / 10)
+    between = rows([(10, 2.0), (20, 1.6)])  # crosses 1.8 at step 15
+    assert speedup(base, between) == pytest.approx(20 / 15)
+
+
+def test_monotone_curves_give_the_last_step_target():
+    base = rows([(10, 3.0), (20, 2.5), (30, 2.0), (40, 1.8)])
+    assert speedup(base, rows([(10, 2.6), (20, 2.0), (30, 1.6), (40, 1.5)])) == pytest.approx(40 / 25)
+
+
+def test_overfitting_needs_stalled_validation_and_falling_training_loss():
+    def curve(vals, trains):
+        return [{"step": 10 * (i + 1), "val_loss": v, "train_loss": t} for i, (v, t) in enumerate(zip(vals, trains, strict=True))]
+
+    assert overfit(curve([2.0, 1.8, 1.9, 2.0, 2.1], [2.0, 1.7, 1.5, 1.3, 1.1]))
+    assert not overfit(curve([2.0, 1.8, 1.9, 2.0, 1.7], [2.0, 1.7, 1.5, 1.3, 1.1]))  # improved at the end
+    assert not overfit(curve([2.0, 1.8, 1.9, 2.0, 2.1], [2.0, 1.7, 1.8, 1.9, 2.0]))  # training loss rose too: not overfitting
+    assert not overfit(curve([2.0, 1.8], [2.0, 1.7]))  # too short to say
+
+
+def test_summary_reports_best_final_and_a_variant_that_never_reaches(tmp_path: Path):
+    base = [
+        dict(r, train_loss=1.0 - 0.1 * i, tokens_per_s=100.0)
+        for i, r in enumerate(rows([(10, 2.2), (20, 1.8), (30, 2.0), (40, 2.2), (50, 2.4)]))
+    ]
+    slow = [dict(r, tokens_per_s=50.0) for r in rows([(10, 2.0), (20, 1.9), (30, 2.1), (40, 2.5), (50, 2.6)])]
+    fast = [dict(r, tokens_per_s=50.0) for r in rows([(10, 2.0), (20, 1.6), (30, 1.7), (40, 1.9), (50, 2.0)])]
+    runs = [
+        BenchRun("baseline", 1, tmp_path / "b", 10, base),
+        BenchRun("haar", 1, tmp_path / "h", 10, slow),
+        BenchRun("learnable", 1, tmp_path / "l", 11, fast),
+    ]
+    summary = summarise(runs, ["baseline", "haar", "learnable"], [1])
+    b, h, learn = (summary["variants"][k] for k in ("baseline", "haar", "learnable"))
+    assert (b["best_val_loss"], b["per_run"][0]["best_step"], b["final_val_loss"]) == (1.8, 20, 2.4)
+    assert b["overfit"] == "1/1"
+    assert h["speedup"] is None and h["speedup_reached"] == "0/1" and h["best_gap"] == pytest.approx(1.8 - 1.9)
+    assert learn["speedup"] == pytest.approx(20 / 15)
+    assert learn["step_time_ratio"] == pytest.approx(2.0)  # half the tokens/s: twice the step time
+    assert learn["speedup_time"] == pytest.approx(20 / 15 / 2.0)
+    table = markdown_table(summary)
+    assert "Never reached the baseline's best loss: haar" in table
+
+
 def test_first_evaluation_below_target_counts_from_step_zero():
     assert steps_to_reach(rows([(10, 1.0)]), 2.0) == 10.0
 
@@ -36,11 +86,13 @@ def test_bench_summary_agrees_with_its_metrics_files(corpus_dir: Path, tmp_path:
     assert (tmp_path / "bench" / "val_loss.png").stat().st_size > 1000
     assert "| haar |" in (tmp_path / "bench" / "summary.md").read_text()
     for variant in ("baseline", "haar"):
-        finals = []
+        finals, bests = [], []
         for run in saved["variants"][variant]["runs"]:
-            lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
-            finals.append(json.loads(lines[-1])["val_loss"])
+            losses = [json.loads(line)["val_loss"] for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+            finals.append(losses[-1])
+            bests.append(min(losses))
         assert saved["variants"][variant]["final_val_loss"] == pytest.approx(sum(finals) / len(finals))
+        assert saved["variants"][variant]["best_val_loss"] == pytest.approx(sum(bests) / len(bests))
 
     def metrics(run: str) -> list[dict]:
         return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]

@@ -182,3 +182,40 @@ def test_a_fixed_seed_run_gives_the_golden_losses(kind: str, shards: Path, tmp_p
     val, train_loss = GOLDEN_RUN[kind]
     assert [r["val_loss"] for r in got] == pytest.approx(val, abs=1e-4)
     assert [r["train_loss"] for r in got] == pytest.approx(train_loss, abs=1e-4)
+
+
+def scripted_val_losses(monkeypatch, losses: list[float]) -> None:
+    """Validation losses in the given order, one per evaluation, whatever the model learns."""
+    it = iter(losses)
+    monkeypatch.setattr("wgpt.training.estimate_loss", lambda *a, **k: next(it))
+
+
+def test_early_stop_ends_the_run_keeps_the_best_and_resumes(shards, tmp_path, tiny_model, tiny_train, monkeypatch, capsys):
+    scripted_val_losses(monkeypatch, [3.0, 2.5, 2.6, 2.7, 2.8, 2.9])
+    cfg = replace(tiny_train, steps=40, early_stop=2)
+    result = train(shards, tmp_path / "run", tiny_model, cfg, show_progress=False)
+    assert (result.step, result.stopped_early, result.best_step, result.best_val_loss) == (16, True, 8, 2.5)
+    assert [r["step"] for r in rows(tmp_path / "run")] == [4, 8, 12, 16]
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == 8
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 16
+    assert "--early-stop 2" in capsys.readouterr().err
+    scripted_val_losses(monkeypatch, [2.4, 2.45, 2.5])  # resumed without early stopping: runs to --steps
+    result = train(shards, tmp_path / "run", tiny_model, replace(cfg, steps=28, early_stop=0), resume=True, show_progress=False)
+    assert (result.step, result.stopped_early, result.best_step) == (28, False, 20)
+
+
+def test_metrics_carry_epochs_and_the_run_says_when_it_passes_one_and_overfits(
+    shards, tmp_path, tiny_model, tiny_train, monkeypatch, capsys
+):
+    n_train = len(open_training_data(shards).train)
+    per_step = tiny_train.batch_size * tiny_model.context
+    steps = 4 * (n_train // per_step // 4 + 1) + 16  # past one epoch, then four more evaluations
+    n_evals = steps // 4
+    scripted_val_losses(monkeypatch, [3.0 - 0.01 * i for i in range(n_evals - 4)] + [5.0] * 4)
+    monkeypatch.setattr(Runner, "train_step", lambda self, step: 3.0 - 0.001 * step)  # training loss keeps falling
+    train(shards, tmp_path / "run", tiny_model, replace(tiny_train, steps=steps), show_progress=False)
+    metrics = rows(tmp_path / "run")
+    assert [r["epoch"] for r in metrics] == pytest.approx([r["step"] * per_step / n_train for r in metrics])
+    err = capsys.readouterr().err
+    assert err.count("passed one epoch") == 1
+    assert err.count("has not improved") == 1 and f"best.pt keeps step {steps - 16}" in err

@@ -310,7 +310,8 @@ def train(
         )
         raise typer.Exit(130)
     out_console.print(
-        f"trained {result.params:,} parameters for {result.step} steps: best val loss {result.best_val_loss:.4f} nats/token\n"
+        f"trained {result.params:,} parameters for {result.step} steps{' (stopped early)' if result.stopped_early else ''}: "
+        f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}\n"
         f"wrote {_e(result.out)}/best.pt, last.pt, metrics.jsonl, loss.png\n"
         f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}",
         highlight=False,

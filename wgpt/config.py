@@ -77,6 +77,7 @@ class TrainConfig:
     grad_clip: float = setting(1.0, "--grad-clip", "Gradient-norm clip; 0 disables.")
     eval_interval: int = setting(25, "--eval-interval", "Steps between validations and checkpoints.")
     eval_batches: int = setting(8, "--eval-batches", "Fixed validation batches per evaluation.")
+    early_stop: int = setting(0, "--early-stop", "Stop after this many evaluations without a lower validation loss; 0: never.")
     seed: int = setting(1337, "--seed", "Seed of the weights and the data order.")  # equal seeds give equal batches
     device: str = setting("auto", "--device", "auto, cpu, cuda, cuda:N or mps.")
     compile: bool = setting(False, "--compile/--no-compile", "torch.compile the model (GPU runs).")
@@ -89,6 +90,8 @@ class TrainConfig:
             raise WgptError(f"--lr must be positive, got {self.lr}")
         if self.warmup < 0:
             raise WgptError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.early_stop < 0:
+            raise WgptError(f"--early-stop must be >= 0 (0 never stops early), got {self.early_stop}")
         if not self.weight_decay >= 0:
             raise WgptError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not self.grad_clip >= 0:

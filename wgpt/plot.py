@@ -19,8 +19,10 @@ def plot_curves(
     title: str,
     ylabel: str = "loss (nats/token)",
     styles: dict[str, dict[str, str]] | None = None,
+    points: dict[str, tuple[float, float]] | None = None,
 ) -> None:
-    """One line per named (steps, values) series; ``styles`` gives matplotlib styles per name (colour, line style)."""
+    """One line per named (steps, values) series; ``styles`` gives matplotlib styles per name (colour, line style);
+    ``points`` marks one (step, value) per name, in its colour (a run's best validation loss)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,6 +33,8 @@ def plot_curves(
         if steps:
             style = (styles or {}).get(name, {})
             ax.plot(steps, values, label=name, marker="o" if len(steps) < 30 else None, markersize=3, **style)
+            if points and name in points:
+                ax.plot(*points[name], marker="*", markersize=11, color=style.get("color"), linestyle="none")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -12,6 +12,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from wgpt import distributed as dist
 from wgpt.batches import batch_offsets, check_length, eval_offsets, get_batch
 from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, to_dict
+from wgpt.curves import overfit
 from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.evaluation import estimate_loss
@@ -31,6 +33,8 @@ from wgpt.io import os_reason, write_json
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
 from wgpt.shards import TrainingData, open_training_data
+
+OVERFIT_PATIENCE = 3  # evaluations without a lower validation loss, while training loss falls, before saying so
 
 
 @dataclass
@@ -41,6 +45,8 @@ class TrainResult:
     val_loss: float
     params: int
     interrupted: bool = False
+    stopped_early: bool = False  # --early-stop ended the run before --steps
+    best_step: int = 0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -132,13 +138,20 @@ def train(
     torch.manual_seed(train_cfg.seed)  # same seed, same initial weights (wavelet adds no random state)
     model = GPT(model_cfg).to(device)
     optimizer = make_optimizer(model, train_cfg, device)
-    state: dict[str, Any] = {"step": 0, "best_val_loss": float("inf"), "elapsed_s": 0.0, "interval": [0.0, 0]}
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_val_loss": float("inf"),
+        "best_step": 0,
+        "evals_since_best": 0,
+        "elapsed_s": 0.0,
+        "interval": [0.0, 0],
+    }
     if resume:
         ckpt = resume_state(out, model_cfg, shards)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
-        state = {k: ckpt[k] for k in state}
+        state = {k: ckpt.get(k, default) for k, default in state.items()}  # checkpoints before --early-stop lack its counters
         if state["step"] >= train_cfg.steps:
             raise WgptError(f"{out}/last.pt is already at step {state['step']}: pass a larger --steps to continue")
     if ctx.is_main:
@@ -182,6 +195,7 @@ class Runner:
         self.micro = train_cfg.micro_batch or train_cfg.batch_size // ctx.world_size
         self.params = model.num_params()
         self.saved_step = state["step"]  # the step of the last.pt on disk; 0: none yet
+        self.overfit_said = False
         self.flops_per_token = dist.flops_per_token(model_cfg)
 
     def mfu(self, tokens_per_s: float) -> float | None:
@@ -227,6 +241,8 @@ class Runner:
             optimizer=self.optimizer.state_dict(),
             step=step,
             best_val_loss=self.state["best_val_loss"],
+            best_step=self.state["best_step"],
+            evals_since_best=self.state["evals_since_best"],
             elapsed_s=self.state["elapsed_s"],
             interval=self.state["interval"],
             rng=rng_state(),
@@ -253,6 +269,10 @@ class Runner:
         row = {
             "step": step,
             "tokens_seen": step * self.cfg.batch_size * self.model_cfg.context,
+            "epoch": step
+            * self.cfg.batch_size
+            * self.model_cfg.context
+            / len(self.shards.train),  # training tokens seen over those there are
             "train_loss": loss_sum / n if n else None,
             "val_loss": val_loss,
             "lr": lr_at(step - 1, self.cfg),
@@ -265,19 +285,35 @@ class Runner:
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:  # before last.pt: a resume drops rows past it
             f.write(json.dumps(row) + "\n")
         if val_loss < self.state["best_val_loss"]:
-            self.state["best_val_loss"] = val_loss
+            self.state.update(best_val_loss=val_loss, best_step=step, evals_since_best=0)
             self.checkpoint("best.pt", step)
+        else:
+            self.state["evals_since_best"] += 1
         self.checkpoint("last.pt", step)
         return row
+
+    def notices(self, rows: list[dict[str, Any]], say: Callable[[str], None]) -> None:
+        """One line, once each: the run passed one epoch; validation loss stalls while training loss falls."""
+        row = rows[-1]
+        if row["epoch"] >= 1 > (rows[-2]["epoch"] if len(rows) > 1 else 0.0):
+            say(f"step {row['step']}: training passed one epoch (every training token seen once); watch validation loss for overfitting")
+        if not self.overfit_said and overfit(rows, OVERFIT_PATIENCE):
+            self.overfit_said = True
+            say(
+                f"step {row['step']}: validation loss has not improved for {OVERFIT_PATIENCE} evaluations while training loss fell: "
+                f"overfitting. best.pt keeps step {self.state['best_step']} (val loss {self.state['best_val_loss']:.4f}); "
+                "--early-stop N ends such runs"
+            )
 
     def run(self, show_progress: bool) -> TrainResult:
         cfg, state, ctx = self.cfg, self.state, self.ctx
         start_step = state["step"]
+        rows: list[dict[str, Any]] = []
         if ctx.is_main:  # drop rows a killed run wrote after its last checkpoint
             rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["step"] <= start_step]
             (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         tokens_per_step = cfg.batch_size * self.model_cfg.context
-        val_loss, interrupted = float("nan"), False
+        val_loss, interrupted, stopped_early = float("nan"), False, False
         self.model.train()
         with StopRequest() as stop, progress_bar(show_progress and ctx.is_main, "loss", "lr", "tok/s") as bar:
             task = bar.add_task("training", total=cfg.steps, completed=start_step, loss="-", lr="-", **{"tok/s": "-"})
@@ -298,10 +334,21 @@ class Runner:
                 if (step + 1) % cfg.eval_interval == 0 or done:
                     t1 = time.perf_counter()
                     if ctx.is_main:
-                        val_loss = self.evaluate(step + 1, train_time, interval_tokens)["val_loss"]
+                        rows.append(self.evaluate(step + 1, train_time, interval_tokens))
+                        val_loss = rows[-1]["val_loss"]
+                        self.notices(rows, bar.console.print)
                     state["elapsed_s"] += time.perf_counter() - t1
                     train_time, interval_tokens = 0.0, 0
                     ctx.barrier()
+                    patience = cfg.early_stop
+                    if ctx.any(ctx.is_main and patience > 0 and state["evals_since_best"] >= patience and not done):
+                        stopped_early = True
+                        if ctx.is_main:
+                            bar.console.print(
+                                f"step {step + 1}: no lower validation loss in {patience} evaluations (--early-stop {patience}): "
+                                f"stopping; best.pt is step {state['best_step']}"
+                            )
+                        break
                 elif stop_now and ctx.is_main:
                     self.checkpoint("last.pt", step + 1)
                 if stop_now:
@@ -313,4 +360,6 @@ class Runner:
             plot_losses(read_metrics(self.out / "metrics.jsonl"), self.out / "loss.png")
         val_loss, state["best_val_loss"] = ctx.from_main(val_loss), ctx.from_main(state["best_val_loss"])  # rank 0 evaluates
         ctx.close()
-        return TrainResult(self.out, state["step"], state["best_val_loss"], val_loss, self.params, interrupted)
+        return TrainResult(
+            self.out, state["step"], state["best_val_loss"], val_loss, self.params, interrupted, stopped_early, state["best_step"]
+        )
