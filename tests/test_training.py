@@ -213,7 +213,7 @@ def test_metrics_carry_epochs_and_the_run_says_when_it_passes_one_and_overfits(
     n_evals = steps // 4
     scripted_val_losses(monkeypatch, [3.0 - 0.01 * i for i in range(n_evals - 4)] + [5.0] * 4)
     monkeypatch.setattr(Runner, "train_step", lambda self, step: 3.0 - 0.001 * step)  # training loss keeps falling
-    train(shards, tmp_path / "run", tiny_model, replace(tiny_train, steps=steps), show_progress=False)
+    train(shards, tmp_path / "run", tiny_model, replace(tiny_train, steps=steps), show_progress=True)  # --quiet silences the notices
     metrics = rows(tmp_path / "run")
     assert [r["epoch"] for r in metrics] == pytest.approx([r["step"] * per_step / n_train for r in metrics])
     err = capsys.readouterr().err

@@ -138,7 +138,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
         up_time = "-" if v["speedup_time"] is None else f"{v['speedup_time']:.2f}x"
         lines.append(
             f"| {name} | {v['params']:,} | {v['best_val_loss']:.4f} ± {v['best_val_loss_std']:.4f} "
-            f"| {v['final_val_loss']:.4f} ± {v['final_val_loss_std']:.4f} | {-v['best_gap']:+.4f} "
+            f"| {v['final_val_loss']:.4f} ± {v['final_val_loss_std']:.4f} | {0.0 - v['best_gap']:+.4f} "
             f"| {up} ({v['speedup_reached']}) | {up_time} | {v['step_time_ratio']:.3f} | {v['overfit']} |"
         )
     never = [name for name, v in summary["variants"].items() if v["speedup"] is None]

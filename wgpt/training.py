@@ -301,8 +301,8 @@ class Runner:
             self.overfit_said = True
             say(
                 f"step {row['step']}: validation loss has not improved for {OVERFIT_PATIENCE} evaluations while training loss fell: "
-                f"overfitting. best.pt keeps step {self.state['best_step']} (val loss {self.state['best_val_loss']:.4f}); "
-                "--early-stop N ends such runs"
+                f"overfitting. best.pt keeps step {self.state['best_step']} (val loss {self.state['best_val_loss']:.4f})"
+                + ("" if self.cfg.early_stop else "; --early-stop N ends such runs")
             )
 
     def run(self, show_progress: bool) -> TrainResult:
@@ -336,7 +336,7 @@ class Runner:
                     if ctx.is_main:
                         rows.append(self.evaluate(step + 1, train_time, interval_tokens))
                         val_loss = rows[-1]["val_loss"]
-                        self.notices(rows, bar.console.print)
+                        self.notices(rows, bar.console.print if show_progress else lambda _line: None)
                     state["elapsed_s"] += time.perf_counter() - t1
                     train_time, interval_tokens = 0.0, 0
                     ctx.barrier()
