@@ -219,3 +219,25 @@ def test_metrics_carry_epochs_and_the_run_says_when_it_passes_one_and_overfits(
     err = capsys.readouterr().err
     assert err.count("passed one epoch") == 1
     assert err.count("has not improved") == 1 and f"best.pt keeps step {steps - 16}" in err
+
+
+def test_a_torn_last_metrics_line_does_not_block_resume(shards, tmp_path, tiny_model, tiny_train):
+    run = tmp_path / "run"
+    train(shards, run, tiny_model, replace(tiny_train, steps=8), show_progress=False)
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 12, "val_lo')  # a crash mid-write
+    result = train(shards, run, tiny_model, tiny_train, resume=True, show_progress=False)
+    assert result.step == 12
+    assert [r["step"] for r in rows(run)] == [4, 8, 12]
+
+
+def test_a_run_folder_without_last_pt_is_not_replaced_silently(tmp_path):
+    from wgpt.runs import plan_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"weights someone may want")
+    with pytest.raises(WgptError, match=r"holds best\.pt from an earlier run"):
+        plan_run("text", None, out, "tiny", None, {}, {})
+    plan = plan_run("text", None, out, "tiny", None, {}, {}, overwrite=True)
+    assert plan.out == out and not (out / "best.pt").exists()

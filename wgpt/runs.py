@@ -61,6 +61,11 @@ def plan_run(
         return _resumed(given_data, data_weights, out, model_flags, train_flags)
     if (out / "last.pt").exists() and not overwrite:
         raise WgptError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace it, or --out for a new folder")
+    left = [name for name in RUN_FILES if (out / name).exists()]
+    if left and not overwrite:  # a run that lost its last.pt still holds a best.pt or curves someone may want
+        raise WgptError(
+            f"{out} holds {', '.join(left)} from an earlier run but no last.pt to resume: pass --overwrite to replace them, or --out for a new folder"
+        )
     model_cfg, train_cfg = preset(preset_name)
     if config_file is not None:
         file = load_config_file(config_file)

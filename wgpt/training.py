@@ -91,9 +91,19 @@ class StopRequest:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl``; a torn last line (a crash mid-write) is dropped, as resuming drops rows past last.pt."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise WgptError(f"{path} line {i + 1} is not JSON: repair or delete the line, or start a new run with --overwrite") from None
+    return rows
 
 
 def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[str, Any]:
