@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -29,6 +30,11 @@ class LayerCache:
     weights: Any = None  # the block's parameters as plain tensors, taken at the pass from position 0
     kv_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: slot, keys, values
     prefix_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: the wavelet's rows
+
+
+def reusable(buf: Tensor | None, batch: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a pass from position 0 can write into ``buf`` (same batch, dtype and device) rather than allocate anew."""
+    return buf is not None and buf.shape[0] == batch and buf.dtype == dtype and buf.device == device
 
 
 @dataclass

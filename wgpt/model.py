@@ -18,13 +18,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from wgpt.cache import DecodeCache, LayerCache
+from wgpt.cache import DecodeCache, LayerCache, reusable
 from wgpt.config import ModelConfig
 from wgpt.positions import rotary
 from wgpt.wavelet import WaveletMix
 
 
 class BlockWeights(NamedTuple):
+    """A block's parameters as plain tensors, and its layers (``Block.weights``): read with no module lookups."""
+
     ln1: tuple
     qkv: tuple[Tensor, Tensor]
     proj: tuple[Tensor, Tensor]
@@ -89,7 +91,7 @@ class CausalSelfAttention(nn.Module):
         changed); a one-token step's views are kept for the next pass through its position.
         """
         buf = cache.kv
-        if pos0 == 0 and (buf is None or buf.shape[0] != kv.shape[0] or buf.dtype != kv.dtype or buf.device != kv.device):
+        if pos0 == 0 and not reusable(buf, kv.shape[0], kv.dtype, kv.device):
             buf = cache.kv = kv.new_empty(kv.shape[0], 2, self.n_head, self.context, kv.shape[-1])
             cache.kv_rows = [None] * self.context
         end = pos0 + n
@@ -131,7 +133,7 @@ class Block(nn.Module):
         return x if w.wavelet is None else w.wavelet.forward(x, cache, pos0)
 
     def weights(self) -> BlockWeights:
-        """The block's parameters as plain tensors (and its wavelet layer)."""
+        """The block's parameters as plain tensors, and its attention and wavelet layers."""
         attn, (fc, _, out) = self.attn, self.mlp
         return BlockWeights(
             _norm(self.ln1), (attn.qkv.weight, attn.qkv.bias), (attn.proj.weight, attn.proj.bias),

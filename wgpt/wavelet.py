@@ -18,7 +18,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from wgpt.cache import LayerCache
+from wgpt.cache import LayerCache, reusable
+
+
+def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Prefix sums accumulate in at least fp32: bf16 sums would lose precision."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def coordinate_levels(n_modified: int, context: int) -> Tensor:
@@ -99,7 +104,7 @@ class WaveletMix(nn.Module):
         if self.mix is None and h.dtype in (torch.float32, torch.float64):
             return self._whole_window(h)  # training's case, with the hand-written backward
         mod = h[..., self.split :]
-        sums = torch.cumsum(mod.to(torch.promote_types(mod.dtype, torch.float32)), dim=1)  # bf16 sums would lose precision
+        sums = torch.cumsum(mod.to(_sum_dtype(mod.dtype)), dim=1)
         prefix = torch.cat([sums.new_zeros(sums.shape[0], 1, sums.shape[2]), sums], dim=1)  # (B, T+1, H)
         return torch.cat([h[..., : self.split], self._averages(prefix, sums, 0).to(h.dtype)], dim=-1)
 
@@ -139,9 +144,9 @@ class WaveletMix(nn.Module):
     def _rows(self, h: Tensor, cache: LayerCache, t0: int, n: int) -> tuple[Tensor | None, ...]:
         """The prefix rows, window starts and counts of positions ``t0 .. t0+n-1``; the pass at 0 allocates the buffer."""
         bsz, n_mod = h.shape[0], self.n_mod
-        acc = torch.promote_types(h.dtype, torch.float32)  # bf16 prefix sums would lose precision
+        acc = _sum_dtype(h.dtype)
         prefix = cache.prefix
-        if t0 == 0 and (prefix is None or prefix.shape[0] != bsz or prefix.dtype != acc or prefix.device != h.device):
+        if t0 == 0 and not reusable(prefix, bsz, acc, h.device):
             prefix = cache.prefix = h.new_zeros(bsz, self.lo_index.shape[0] + 1, n_mod, dtype=acc)
             cache.prefix_rows = [None] * self.lo_index.shape[0]
         lo_index = None if self.mix is not None else self.lo_index[t0 : t0 + n].unsqueeze(0).expand(bsz, n, n_mod)
