@@ -55,7 +55,7 @@ def test_learnable_equals_fixed_at_initialisation():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("learnable", [False, True])
 def test_chunked_prefix_sums_equal_one_pass(learnable, dtype):
-    """Decoding feeds positions a few at a time; the result must not depend on the chunking.
+    """Decoding feeds positions a few at a time, or one per row; the result must not depend on the chunking.
 
     In bf16 the cache keeps float32 prefix sums, so chunks agree with the whole window to bf16's rounding.
     """
@@ -67,7 +67,9 @@ def test_chunked_prefix_sums_equal_one_pass(learnable, dtype):
         h = torch.randn(2, 32, 16).to(dtype)
         whole = mix(h)
         cache = LayerCache()
-        parts = [mix(h[:, a:b].clone(), cache, a) for a, b in [(0, 7), (7, 8), (8, 9), (9, 20), (20, 32)]]
+        parts = [mix(h[:, a:b].clone(), cache, a) for a, b in [(0, 7), (7, 8)]]
+        parts += [mix(h[:, 8].clone(), cache, 8).unsqueeze(1)]  # one position per row, as (B, C): a decoding step
+        parts += [mix(h[:, a:b].clone(), cache, a) for a, b in [(9, 20), (20, 32)]]
     assert cache.prefix.dtype == torch.float32
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=tol, atol=tol)

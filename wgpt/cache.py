@@ -43,6 +43,7 @@ class DecodeCache:
 
     layers: list[LayerCache] = field(default_factory=list)
     length: int = 0  # positions held
+    weights: Any = None  # the model's own parameters as plain tensors, taken at the pass from position 0
 
     def for_layers(self, n_layer: int) -> list[LayerCache]:
         if len(self.layers) != n_layer:

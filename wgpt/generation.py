@@ -127,7 +127,7 @@ def _forward(model: GPT, idx: Tensor, cache: DecodeCache | None, default_threads
     """Logits (B, V) of the last position of ``idx`` (B, n), continuing ``cache`` if given."""
     _use_threads(model, idx.device, idx.numel(), default_threads)
     logits, _ = model(idx, cache=cache)
-    return logits[:, -1]
+    return logits.select(1, -1)
 
 
 class _Constraint:

@@ -37,6 +37,16 @@ class BlockWeights(NamedTuple):
     wavelet: WaveletMix | None
 
 
+class ModelWeights(NamedTuple):
+    """``GPT``'s own parameters as plain tensors, and its blocks (``GPT.weights``)."""
+
+    emb: Tensor  # (V, C)
+    pos: Tensor | None  # (context, C) learned positions; None with rope
+    ln_f: tuple
+    head: Tensor  # (V, C), tied to ``emb``
+    blocks: list[Block]
+
+
 def _norm(ln: nn.LayerNorm) -> tuple:
     """``torch.layer_norm``'s arguments after the input (it skips ``F.layer_norm``'s Python checks)."""
     return ln.normalized_shape, ln.weight, ln.bias, ln.eps
@@ -53,12 +63,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(self, x: Tensor, w: BlockWeights, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
-        """``x`` (B, n, C) at positions ``pos0 ..``; with a cache, after the positions it holds."""
-        bsz, n, d = x.shape
+        """``x`` (B, n, C) at positions ``pos0 ..``, or (B, C): one position per row; with a cache, after the positions it holds."""
+        bsz, d = x.shape[0], x.shape[-1]
+        n = 1 if x.dim() == 2 else x.shape[1]
         nh, hd = self.n_head, d // self.n_head
-        qkv = F.linear(x, *w.qkv)  # (B, n, 3C): queries, keys, values
+        qkv = F.linear(x, *w.qkv)  # (B, n, 3C) or (B, 3C): queries, keys, values
         if n == 1:  # one position: the split into heads is a plain view
-            q, kv = qkv.narrow(2, 0, d).view(bsz, nh, 1, hd), qkv.narrow(2, d, 2 * d).view(bsz, 2, nh, 1, hd)
+            q, kv = qkv.narrow(-1, 0, d).view(bsz, nh, 1, hd), qkv.narrow(-1, d, 2 * d).view(bsz, 2, nh, 1, hd)
         else:
             heads = qkv.view(bsz, n, 3 * nh, hd).transpose(1, 2)  # (B, 3nh, n, hd)
             q, kv = heads.narrow(1, 0, nh), heads.narrow(1, nh, 2 * nh).view(bsz, 2, nh, n, hd)
@@ -80,8 +91,8 @@ class CausalSelfAttention(nn.Module):
             else:  # a chunk after cached positions: query i sees keys up to pos0 + i
                 mask = torch.ones(n, pos0 + n, dtype=torch.bool, device=x.device).tril(diagonal=pos0)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.view(bsz, n, d) if n == 1 else y.transpose(1, 2).reshape(bsz, n, d)
-        return F.linear(y, *w.proj)  # (B, n, C)
+        y = y.view(x.shape) if n == 1 else y.transpose(1, 2).reshape(bsz, n, d)
+        return F.linear(y, *w.proj)  # the shape of x
 
     def _rows(self, cache: LayerCache, pos0: int, n: int, kv: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """The slot of positions ``pos0 .. pos0+n-1`` in the cache's key/value buffer, and the keys and values up to them.
@@ -112,7 +123,7 @@ class Block(nn.Module):
         self.wavelet = None if cfg.wavelet == "none" else WaveletMix(cfg.d_model, cfg.context, cfg.wavelet == "learnable")
 
     def forward(self, x: Tensor, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
-        """``x`` (B, n, C) at positions ``pos0 ..``; with a cache, after the positions it holds.
+        """``x`` (B, n, C) at positions ``pos0 ..``, or (B, C): one position per row; with a cache, after the positions it holds.
 
         The one computation for training, whole windows and cached steps. The layers'
         ``forward`` is called directly and the parameters come as plain tensors (``weights``,
@@ -182,18 +193,37 @@ class GPT(nn.Module):
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed the context of {self.cfg.context}")
         if cache is not None and torch.is_grad_enabled():
             raise ValueError("decoding with a cache needs autograd off: run it under torch.no_grad() or torch.inference_mode()")
-        x = F.embedding(idx, self.tok_emb.weight)  # (B, n, C)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb.weight.narrow(0, pos0, n)
+        if cache is not None and pos0:
+            w = cache.weights
+        else:
+            w = self.weights()
+            if cache is not None:
+                cache.weights = w
+                cache.for_layers(len(w.blocks))
+        # A decoding step's one position per row travels as (B, C): a linear layer on a 2-D input
+        # skips the reshapes around its matrix product, 7 us of a tiny model's 180 us step.
+        step = cache is not None and n == 1
+        x = F.embedding(idx.view(-1) if step else idx, w.emb)  # (B, n, C), or (B, C) for a step
+        if w.pos is not None:
+            x = x + (w.pos.select(0, pos0) if step else w.pos.narrow(0, pos0, n))
         if self.training and self.drop.p:
             x = self.drop(x)
-        layers = [None] * len(self.blocks) if cache is None else cache.for_layers(len(self.blocks))
-        for block, layer in zip(self.blocks, layers, strict=True):
-            x = block.forward(x, layer, pos0)
-        if cache is not None:
+        if cache is None:
+            for block in w.blocks:
+                x = block.forward(x)
+        else:
+            for block, layer in zip(w.blocks, cache.layers, strict=True):
+                x = block.forward(x, layer, pos0)
             cache.length += n
-        logits = F.linear(torch.layer_norm(x, *_norm(self.ln_f)), self.head.weight)  # (B, n, V)
+        logits = F.linear(torch.layer_norm(x, *w.ln_f), w.head)  # (B, n, V), or (B, V) for a step
+        if step:
+            logits = logits.unsqueeze(1)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, loss
+
+    def weights(self) -> ModelWeights:
+        """The parameters ``forward`` reads, as plain tensors: a cache keeps them from its pass at position 0."""
+        pos = None if self.pos_emb is None else self.pos_emb.weight
+        return ModelWeights(self.tok_emb.weight, pos, _norm(self.ln_f), self.head.weight, list(self.blocks))

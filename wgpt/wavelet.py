@@ -100,7 +100,7 @@ class WaveletMix(nn.Module):
         positions after those it holds (inference only: the cache's prefix sums and ``h`` are
         written in place)."""
         if cache is not None:
-            return self._step(h, cache, t0)
+            return self._row_step(h, cache, t0) if h.dim() == 2 else self._step(h, cache, t0)
         if self.mix is None and h.dtype in (torch.float32, torch.float64):
             return self._whole_window(h)  # training's case, with the hand-written backward
         mod = h[..., self.split :]
@@ -126,34 +126,52 @@ class WaveletMix(nn.Module):
 
         ``cache.prefix`` (B, context+1, H) holds the prefix sums of positions before ``t0`` in
         rows ``0 .. t0`` (row 0 is zero). One addition per new position and coordinate, one
-        gather for the window starts: O(C) per position.
+        gather for the window starts: O(C) per position. One position per row, ``h`` (B, C),
+        goes through ``_row_step``.
         """
         n = h.shape[1]
         mod = h.narrow(2, self.split, self.n_mod)  # (B, n, H)
-        before, sums, lo_index, inv_count = (n == 1 and t0 and cache.prefix_rows[t0]) or self._rows(h, cache, t0, n)
-        if n == 1:
-            torch.add(before, mod, out=sums)
+        prefix = self._buffer(h, cache, t0)
+        before, sums = prefix.narrow(1, t0, 1), prefix.narrow(1, t0 + 1, n)
+        torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
+        if self.mix is None:
+            lo_index = self.lo_index[t0 : t0 + n].unsqueeze(0).expand(h.shape[0], n, self.n_mod)
+            torch.mul(sums - prefix.gather(1, lo_index), self.inv_count[t0 : t0 + n], out=mod)
         else:
-            torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
-        if lo_index is None:  # learnable
-            mod.copy_(self._averages(cache.prefix, sums, t0))
-        else:
-            torch.mul(sums - cache.prefix.gather(1, lo_index), inv_count, out=mod)
+            mod.copy_(self._averages(prefix, sums, t0))
         return h
 
-    def _rows(self, h: Tensor, cache: LayerCache, t0: int, n: int) -> tuple[Tensor | None, ...]:
-        """The prefix rows, window starts and counts of positions ``t0 .. t0+n-1``; the pass at 0 allocates the buffer."""
-        bsz, n_mod = h.shape[0], self.n_mod
+    def _row_step(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
+        """``_step`` for one position per row, ``h`` (B, C): the step of token-by-token decoding.
+
+        Its views into the buffer are made at a position's first use and kept in the cache.
+        """
+        before, sums, flat, lo_flat, inv_count = (t0 and cache.prefix_rows[t0]) or self._row_views(h, cache, t0)
+        mod = h.narrow(1, self.split, self.n_mod)  # (B, H)
+        torch.add(before, mod, out=sums)
+        if lo_flat is None:  # learnable
+            mod.copy_(self._averages(cache.prefix, sums.unsqueeze(1), t0).squeeze(1))
+        else:
+            torch.mul(sums - flat.index_select(1, lo_flat), inv_count, out=mod)
+        return h
+
+    def _row_views(self, h: Tensor, cache: LayerCache, t0: int) -> tuple[Tensor | None, ...]:
+        """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) and its window starts in it, and the counts."""
+        prefix = self._buffer(h, cache, t0)
+        lo_flat = None
+        if self.mix is None:
+            lo_flat = self.lo_index[t0] * self.n_mod + torch.arange(self.n_mod, device=h.device)  # (H,)
+        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), prefix.view(prefix.shape[0], -1), lo_flat, self.inv_count[t0])
+        cache.prefix_rows[t0] = views
+        return views
+
+    def _buffer(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
+        """The cache's prefix sums; the pass at position 0 allocates them (again, if the batch, dtype or device changed)."""
         acc = _sum_dtype(h.dtype)
-        prefix = cache.prefix
-        if t0 == 0 and not reusable(prefix, bsz, acc, h.device):
-            prefix = cache.prefix = h.new_zeros(bsz, self.lo_index.shape[0] + 1, n_mod, dtype=acc)
+        if t0 == 0 and not reusable(cache.prefix, h.shape[0], acc, h.device):
+            cache.prefix = h.new_zeros(h.shape[0], self.lo_index.shape[0] + 1, self.n_mod, dtype=acc)
             cache.prefix_rows = [None] * self.lo_index.shape[0]
-        lo_index = None if self.mix is not None else self.lo_index[t0 : t0 + n].unsqueeze(0).expand(bsz, n, n_mod)
-        rows = (prefix.narrow(1, t0, 1), prefix.narrow(1, t0 + 1, n), lo_index, self.inv_count[t0 : t0 + n])
-        if n == 1:
-            cache.prefix_rows[t0] = rows
-        return rows
+        return cache.prefix
 
     def _whole_window(self, h: Tensor) -> Tensor:
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
