@@ -27,6 +27,7 @@ class LayerCache:
 
     kv: Tensor | None = None  # (B, 2, nh, context, hd): keys, then values
     prefix: Tensor | None = None  # (B, context + 1, H): the wavelet's prefix sums; row 0 is zero
+    prefix_flat: Tensor | None = None  # the same buffer as (B, (context + 1) * H)
     weights: Any = None  # the block's parameters as plain tensors, taken at the pass from position 0
     kv_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: slot, keys, values
     prefix_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: the wavelet's rows

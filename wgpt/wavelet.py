@@ -91,7 +91,10 @@ class WaveletMix(nn.Module):
             windows = (2**levels).unsqueeze(0)  # (1, H): one window per coordinate
             self.mix = None
         # For step t the window covers prefix sums (lo, t+1]; lo clamps at the sequence start.
-        self.register_buffer("lo_index", (steps + 1 - windows).clamp(min=0), persistent=False)
+        lo_index = (steps + 1 - windows).clamp(min=0)
+        self.register_buffer("lo_index", lo_index, persistent=False)
+        # The fixed variant's starts as indices into a (B, (context+1)*H) view of a cache's prefix sums.
+        self.register_buffer("lo_flat", None if learnable else lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
         self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
 
@@ -131,7 +134,7 @@ class WaveletMix(nn.Module):
         """
         n = h.shape[1]
         mod = h.narrow(2, self.split, self.n_mod)  # (B, n, H)
-        prefix = self._buffer(h, cache, t0)
+        prefix = self._buffer(h, cache) if t0 == 0 else cache.prefix
         before, sums = prefix.narrow(1, t0, 1), prefix.narrow(1, t0 + 1, n)
         torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
         if self.mix is None:
@@ -156,20 +159,19 @@ class WaveletMix(nn.Module):
         return h
 
     def _row_views(self, h: Tensor, cache: LayerCache, t0: int) -> tuple[Tensor | None, ...]:
-        """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) and its window starts in it, and the counts."""
-        prefix = self._buffer(h, cache, t0)
-        lo_flat = None
-        if self.mix is None:
-            lo_flat = self.lo_index[t0] * self.n_mod + torch.arange(self.n_mod, device=h.device)  # (H,)
-        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), prefix.view(prefix.shape[0], -1), lo_flat, self.inv_count[t0])
+        """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) with the window starts in it, and the counts."""
+        prefix = self._buffer(h, cache) if t0 == 0 else cache.prefix
+        lo_flat = None if self.mix is not None else self.lo_flat.select(0, t0)
+        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self.inv_count.select(0, t0))
         cache.prefix_rows[t0] = views
         return views
 
-    def _buffer(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
-        """The cache's prefix sums; the pass at position 0 allocates them (again, if the batch, dtype or device changed)."""
+    def _buffer(self, h: Tensor, cache: LayerCache) -> Tensor:
+        """The cache's prefix sums, for a pass from position 0: allocated unless the batch, dtype and device are those it has."""
         acc = _sum_dtype(h.dtype)
-        if t0 == 0 and not reusable(cache.prefix, h.shape[0], acc, h.device):
+        if not reusable(cache.prefix, h.shape[0], acc, h.device):
             cache.prefix = h.new_zeros(h.shape[0], self.lo_index.shape[0] + 1, self.n_mod, dtype=acc)
+            cache.prefix_flat = cache.prefix.view(h.shape[0], -1)
             cache.prefix_rows = [None] * self.lo_index.shape[0]
         return cache.prefix
 
