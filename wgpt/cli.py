@@ -115,6 +115,7 @@ def _run_prepare(
     quiet: bool,
     tokenizer_from: Path | None = None,
 ) -> None:
+    from wgpt.modalities.base import describe_units
     from wgpt.preparation import prepare
 
     if tokenizer_from is not None:
@@ -137,21 +138,16 @@ def _run_prepare(
     table.add_row("validation", _validation_summary(report, modality.position_unit))
     table.add_row("input", f"{report.input_bytes / 1e6:,.2f} MB ({report.input_bytes / 1e6 / max(report.seconds, 1e-9):,.1f} MB/s)")
     for split in ("train", "val"):
-        units = ", ".join(_amount(v, k) for k, v in report.units[split].items())
+        units = describe_units(report.units[split])
         table.add_row(f"{split} tokens", f"{report.tokens[split]:,}" + (f" ({units})" if units else ""))
     table.add_row("vocabulary", f"{report.vocab_size:,}")
     table.add_row("shard files", f"{report.shards:,}")
-    table.add_row("seconds", f"{report.seconds:.1f}")
+    table.add_row("preparation time", f"{report.seconds:.1f} s")  # not the data's duration, which a units row gives
     out_console.print(table)
     for path, reason in report.skipped[:10]:
         err_console.print(f"[yellow]skipped[/] {_e(path)}: {_e(reason)}", highlight=False)
     if len(report.skipped) > 10:
         err_console.print(f"[yellow]... and {len(report.skipped) - 10} more skipped files, see {_e(report.out)}/report.json[/]")
-
-
-def _amount(count: float, unit: str) -> str:
-    """A count of a natural unit, for people: durations in hours, everything else counted."""
-    return f"{count / 3600:,.2f} hours" if unit == "second" else f"{count:,.0f} {unit}s"
 
 
 def _tokenizer_of(folder: Path, name: str) -> Any:

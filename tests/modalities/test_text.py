@@ -152,3 +152,11 @@ def test_utf8_constraint_allows_every_valid_continuation(text):
     raw = text.encode("utf-8")
     for i in range(len(raw)):
         assert utf8_allowed(raw[max(0, i - 3) : i], len(raw) - i)[raw[i]], (raw, i)
+
+
+def test_unit_counts_read_as_people_count_them():
+    """The prepare summary's units: durations in hours (audio and MIDI count seconds), the rest as counts."""
+    from wgpt.modalities.base import describe_units
+
+    assert describe_units({"sample": 16000, "second": 5400}) == "16,000 samples, 1.50 hours"
+    assert describe_units({"byte": 1200, "char": 1180}) == "1,200 bytes, 1,180 chars"

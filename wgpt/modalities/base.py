@@ -32,6 +32,11 @@ import numpy as np
 from wgpt.errors import WgptError
 
 
+def describe_units(units: dict[str, float]) -> str:
+    """Counts of natural units, for people: a duration (the ``second`` unit) in hours, the rest counted."""
+    return ", ".join(f"{v / 3600:,.2f} hours" if k == "second" else f"{v:,.0f} {k}s" for k, v in units.items())
+
+
 class SkipFile(Exception):
     """This file cannot be used; the message says why. Preparation skips and reports it."""
 
