@@ -147,6 +147,20 @@ def test_sample_with_prompt_and_several_samples(workdir: Path):
         assert (workdir / f"s-{i}.txt").read_text(encoding="utf-8", errors="replace").startswith("Of Man")
 
 
+def test_text_sample_without_out_prints_the_same_text_a_file_gets(workdir: Path):
+    from wgpt.sample_files import _UNPRINTABLE  # what the terminal is spared
+
+    run("train", "--steps", "3", *SMALL)
+    args = ("sample", "--ckpt", "runs/text-baseline/last.pt", "--prompt", "Of Man", "--tokens", "12", "--top-k", "1")
+    printed = run(*args, "-q").stdout
+    run(*args, "--out", "s.txt", "-q")
+    written = (workdir / "s.txt").read_text(encoding="utf-8", errors="replace")
+    assert written.startswith("Of Man") and printed.rstrip("\n") == written.translate(_UNPRINTABLE)
+    assert not list(workdir.glob("*.txt"))[1:]  # printing wrote no file of its own
+    several = run(*args, "--num-samples", "2", code=2)
+    assert "pass --out" in several.output
+
+
 def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     run("train", "--steps", "6", "--resume", "-q")

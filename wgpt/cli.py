@@ -375,7 +375,12 @@ def eval_cmd(
 @cli_errors
 def sample(
     ckpt: Annotated[Path, typer.Option(help="Checkpoint written by `wgpt train`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .txt for text, .mid/.wav for MIDI, .wav for audio.")],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o", help="Output file: .txt for text, .mid/.wav for MIDI, .wav for audio. Text without --out prints to the terminal."
+        ),
+    ] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (text models).")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="File to continue: text, .mid or audio, per the model.")] = None,
     tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate (default: 500; audio: 1 second).")] = None,
@@ -412,7 +417,7 @@ def sample(
         soundfont=soundfont,
         device=device,
     )
-    stream_to = sys.stdout if stream and sys.stdout.isatty() else None
+    stream_to = sys.stdout if (stream and sys.stdout.isatty()) or out is None else None
     for path in sample_to_files(request, stream_to=stream_to, show_progress=not quiet):
         out_console.print(f"wrote {_e(path)}", highlight=False, soft_wrap=True)
 

@@ -22,7 +22,7 @@ from wgpt.progress import progress_bar
 @dataclass
 class SampleRequest:
     ckpt: Path
-    out: Path
+    out: Path | None  # None: a text model's one sample goes to ``stream_to`` only
     prompt: str | None = None
     prompt_file: Path | None = None
     tokens: int | None = None
@@ -79,7 +79,8 @@ def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[li
 def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_progress: bool = False) -> list[Path]:
     """Generate ``req.num_samples`` continuations and write each to its own file.
 
-    ``stream_to`` prints a text model's single sample as it is generated; otherwise
+    ``stream_to`` prints a text model's single sample as it is generated (with ``req.out`` None,
+    it is the only output and no file is written); otherwise
     ``show_progress`` shows a progress bar over the new tokens.
     """
     check_sampling(req.temperature, req.top_k, req.top_p)
@@ -87,7 +88,12 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
         raise WgptError(f"--num-samples must be at least 1, got {req.num_samples}")
     ckpt = load_checkpoint(req.ckpt)
     modality = modality_from_spec(ckpt["modality"])
-    if req.out.suffix.lower() not in modality.output_extensions:
+    if req.out is None:
+        if not modality.prints_as_text:
+            raise WgptError(f"a {modality.name} model writes files: pass --out, e.g. --out sample{modality.output_extensions[0]}")
+        if req.num_samples > 1 or stream_to is None:
+            raise WgptError(f"--num-samples {req.num_samples} writes one file per sample: pass --out, e.g. --out sample.txt")
+    elif req.out.suffix.lower() not in modality.output_extensions:
         raise WgptError(f"{req.out}: this {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
     if req.soundfont is not None:
         modality.use_soundfont(req.soundfont)
@@ -98,7 +104,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if len(prompt) > model.cfg.context and req.trim_prompt:
         context_prompt = prompt[-model.cfg.context :]
     check_prompt(context_prompt, model.cfg.context)  # before anything is printed
-    paths = output_paths(req.out, req.num_samples)
+    paths = [] if req.out is None else output_paths(req.out, req.num_samples)
     for path in paths:
         check_writable(path)  # before generating, which can take minutes
     stream = _TextStream.open(modality, stream_to, prompt if keep_prompt else []) if req.num_samples == 1 else None
