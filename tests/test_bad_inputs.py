@@ -88,6 +88,9 @@ def _bad_files(bad: Path, text_ckpt: Path) -> None:
     configs = {
         "broken.json": '{"train": {"steps": 3,}}',
         "broken.toml": "[train\nsteps = 3\n",
+        "broken.yaml": "train: {steps: 3\n",
+        "code.yaml": '!!python/object/apply:os.system ["echo crafted"]\n',  # safe_load builds no objects
+        "deep.json": "[" * 100_000 + "]" * 100_000,
         "unknown-key.json": '{"train": {"stepz": 3}}',
         "unknown-section.json": '{"trian": {"steps": 3}}',
         "steps-text.json": '{"train": {"steps": "ten"}}',
@@ -262,6 +265,9 @@ TRAIN = [
     row("train --data {text} -o {root}/o/t19 --config {root}/nowhere.json", "does not exist", id="config-missing"),
     row("train --data {text} -o {root}/o/t20 --config {bad}/broken.json", "is not valid json", id="config-invalid-json"),
     row("train --data {text} -o {root}/o/t21 --config {bad}/broken.toml", "is not valid toml", id="config-invalid-toml"),
+    row("train --data {text} -o {root}/o/t21y --config {bad}/broken.yaml", "is not valid yaml", id="config-invalid-yaml"),
+    row("train --data {text} -o {root}/o/t21c --config {bad}/code.yaml", "is not valid yaml", id="config-yaml-python-tag"),
+    row("train --data {text} -o {root}/o/t21d --config {bad}/deep.json", "nested too deeply", id="config-nested-deep"),
     row("train --data {text} -o {root}/o/t22 --config {bad}/unknown-key.json", "unknown setting(s) ['stepz']", id="config-unknown-key"),
     row(
         "train --data {text} -o {root}/o/t23 --config {bad}/unknown-section.json",

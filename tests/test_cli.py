@@ -161,6 +161,26 @@ def test_text_sample_without_out_prints_the_same_text_a_file_gets(workdir: Path)
     assert "pass --out" in several.output
 
 
+def test_a_runs_own_config_reproduces_it_and_yaml_reads_as_json(workdir: Path):
+    """``--config RUN/config.json`` (data folder included) trains the same run; YAML and flags on top work too."""
+    run("train", "--steps", "3", *SMALL, "--wavelet", "--seed", "7")
+    first = workdir / "runs/text-haar"
+    run("train", "--config", str(first / "config.json"), "--out", "again", "-q")
+    losses = [json.loads(line)["val_loss"] for line in (first / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line)["val_loss"] for line in (workdir / "again/metrics.jsonl").read_text().splitlines()]
+    assert again == losses
+    settings = json.loads((first / "config.json").read_text())
+    (workdir / "run.yaml").write_text(
+        "model:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings["model"].items())
+        + "train:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings["train"].items())
+        + f"data: {json.dumps(settings['data'])}\n"
+    )  # fmt: skip
+    run("train", "--config", "run.yaml", "--out", "yaml", "--steps", "6", "-q")  # a flag overrides the file
+    rows = [json.loads(line) for line in (workdir / "yaml/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6] and rows[0]["val_loss"] == losses[0]  # the same run, trained further
+    assert json.loads((workdir / "yaml/config.json").read_text())["model"] == settings["model"]
+
+
 def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     run("train", "--steps", "6", "--resume", "-q")

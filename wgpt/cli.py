@@ -264,7 +264,12 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/DATA-VARIANT).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
-    config: Annotated[Optional[Path], typer.Option(help='JSON or TOML file: {"preset": ..., "model": {...}, "train": {...}}.')] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help='JSON, TOML or YAML file: {"preset": ..., "model": {...}, "train": {...}, "data": ...}; a run\'s own config.json reproduces it. Flags override it.'
+        ),
+    ] = None,
     model_flags: dict[str, Any] | None = None,
     train_flags: dict[str, Any] | None = None,
     quiet: Quiet = False,

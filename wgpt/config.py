@@ -139,31 +139,60 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     return ModelConfig(**PRESETS[name]["model"]), TrainConfig(**PRESETS[name]["train"])
 
 
-def load_config_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read ``{"model": {...}, "train": {...}}`` overrides from a JSON or TOML file."""
+CONFIG_SECTIONS = ("preset", "model", "train", "data", "data_weights")
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a run's settings from a JSON, TOML or YAML file.
+
+    ``{"preset": NAME, "model": {...}, "train": {...}, "data": PATH or [PATHS], "data_weights": [...]}``,
+    every part optional: the ``config.json`` a run writes is such a file, so it reproduces the run.
+    """
     if not path.is_file():
         raise WgptError(f"config file {path} does not exist (or is not a file)")
+    kind = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}.get(path.suffix.lower(), "JSON")
     try:
         text = path.read_text(encoding="utf-8")  # inside the try: a UnicodeDecodeError is a ValueError
-        if path.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as err:
-        raise WgptError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {err}") from None
+        data = _parse(text, kind)
+    except (ValueError, RecursionError) as err:  # yaml's and tomllib's errors are ValueErrors too
+        detail = "nested too deeply" if isinstance(err, RecursionError) else " ".join(str(err).split())[:200]
+        raise WgptError(f"config file {path} is not valid {path.suffix.lstrip('.').lower() or kind}: {detail}") from None
     if not isinstance(data, dict):
         raise WgptError(f'config file {path} must hold an object like {{"model": {{...}}, "train": {{...}}}}, not a {type(data).__name__}')
-    unknown = set(data) - {"model", "train", "preset"}
+    unknown = set(data) - set(CONFIG_SECTIONS)
     if unknown:
-        raise WgptError(f"config file {path}: unknown section(s) {sorted(unknown)}; use model, train, preset")
+        raise WgptError(f"config file {path}: unknown section(s) {sorted(unknown)}; use {', '.join(CONFIG_SECTIONS)}")
     for section in ("model", "train"):
         if not isinstance(data.get(section, {}), dict):
             raise WgptError(f"config file {path}: {section} must be a table of settings, not a {type(data[section]).__name__}")
     if not isinstance(data.get("preset", ""), str):
         raise WgptError(f"config file {path}: preset must be a name ({', '.join(PRESETS)}), got {data['preset']!r}")
+    folders = data.get("data")
+    if folders is not None and not (
+        isinstance(folders, str) or (isinstance(folders, list) and folders and all(isinstance(f, str) for f in folders))
+    ):
+        raise WgptError(f"config file {path}: data must be a folder path or a list of them, got {folders!r}")
+    weights = data.get("data_weights")
+    if weights is not None and not (
+        isinstance(weights, list) and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+    ):
+        raise WgptError(f"config file {path}: data_weights must be a list of numbers, got {weights!r}")
     return data
+
+
+def _parse(text: str, kind: str) -> Any:
+    if kind == "TOML":
+        import tomllib
+
+        return tomllib.loads(text)
+    if kind == "YAML":
+        import yaml
+
+        try:
+            return yaml.safe_load(text)  # plain data only: no tags that build Python objects
+        except yaml.YAMLError as err:
+            raise ValueError(str(err)) from None
+    return json.loads(text)
 
 
 def override(cfg: Any, values: dict[str, Any], source: str) -> Any:

@@ -54,9 +54,13 @@ def plan_run(
 ) -> RunPlan:
     """Resolve the configs of a new or resumed run; ``None`` flags mean "not given"."""
     given_data = [Path(p) for p in data] if data else None
+    file = load_config_file(config_file) if config_file is not None and not resume else {}
+    if given_data is None and file.get("data") is not None:  # flags win over the file
+        given_data = [Path(p) for p in ([file["data"]] if isinstance(file["data"], str) else file["data"])]
+        data_weights = data_weights if data_weights is not None else file.get("data_weights")
     folders = given_data or [default_data(modality)]
-    wavelet = model_flags.get("wavelet") or "none"
-    out = Path(out) if out is not None else Path("runs") / f"{'+'.join(p.name for p in folders)}-{RUN_NAMES[wavelet]}"
+    wavelet = model_flags.get("wavelet") or file.get("model", {}).get("wavelet") or "none"
+    out = Path(out) if out is not None else Path("runs") / f"{'+'.join(p.name for p in folders)}-{RUN_NAMES.get(wavelet, wavelet)}"
     if resume:
         return _resumed(given_data, data_weights, out, model_flags, train_flags)
     if (out / "last.pt").exists() and not overwrite:
@@ -67,12 +71,10 @@ def plan_run(
             f"{out} holds {', '.join(left)} from an earlier run but no last.pt to resume: pass --overwrite to replace them, or --out for a new folder"
         )
     model_cfg, train_cfg = preset(preset_name)
-    if config_file is not None:
-        file = load_config_file(config_file)
-        if "preset" in file:
-            model_cfg, train_cfg = preset(file["preset"])
-        model_cfg = override(model_cfg, file.get("model", {}), str(config_file))
-        train_cfg = override(train_cfg, file.get("train", {}), str(config_file))
+    if "preset" in file:
+        model_cfg, train_cfg = preset(file["preset"])
+    model_cfg = override(model_cfg, file.get("model", {}), str(config_file))
+    train_cfg = override(train_cfg, file.get("train", {}), str(config_file))
     model_cfg = override(model_cfg, model_flags, "flags")
     train_cfg = override(train_cfg, train_flags, "flags")
     if overwrite:
