@@ -55,6 +55,15 @@ def test_the_app_has_its_commands():
     assert set(group.commands["prepare"].commands) == {"text", "midi", "audio"}
 
 
+def test_help_lists_the_commands_in_the_order_of_a_session():
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    commands = shown[shown.index("Commands") :]
+    where = [commands.index(f" {name} ") for name in ("prepare", "train", "eval", "sample", "bench", "demo")]
+    assert where == sorted(where)
+    globs = {m: runner.invoke(app, ["prepare", m, "--help"], env={"COLUMNS": "200"}).output for m in ("text", "midi", "audio")}
+    assert "'*.txt'" in globs["text"] and "'*.mid'" in globs["midi"] and "'*.wav'" in globs["audio"]
+
+
 def test_every_config_field_with_a_flag_is_an_option_of_train_and_bench():
     """The flags come from the config table: a field that names a flag is an option, with its help."""
     from dataclasses import fields

@@ -27,7 +27,19 @@ from wgpt.io import os_reason
 from wgpt.options import config_options
 from wgpt.progress import console as err_console
 
+
+class _InOrderOfUse(typer.core.TyperGroup):
+    """``wgpt --help`` lists the commands in the order a session uses them, ``prepare`` first."""
+
+    ORDER = ("prepare", "train", "eval", "sample", "bench", "demo")
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: self.ORDER.index(n) if n in self.ORDER else len(self.ORDER))
+
+
 app = typer.Typer(
+    cls=_InOrderOfUse,
     help="Pre-train and sample WaveletGPT models on text, MIDI and audio.\n\n"
     "Typical session: wgpt prepare text FILES  ->  wgpt train --wavelet  ->  wgpt eval --ckpt runs/text-haar/best.pt"
     "  ->  wgpt sample --ckpt runs/text-haar/best.pt --out sample.txt",
@@ -90,7 +102,12 @@ def main(
 # -- prepare ------------------------------------------------------------------------------
 Sources = Annotated[Optional[list[Path]], typer.Argument(help="Files and folders (searched recursively).", show_default=False)]
 OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: data/MODALITY).")]
-Glob = Annotated[Optional[str], typer.Option(help="Only files whose name matches this pattern, e.g. '*.txt'.")]
+
+
+def _glob(example: str) -> Any:
+    return Annotated[Optional[str], typer.Option(help=f"Only files whose name matches this pattern, e.g. {example}.")]
+
+
 ValFraction = Annotated[float, typer.Option(help="Share of files (or of a single file's tail) kept for validation.")]
 Workers = Annotated[int, typer.Option(help="Processes that read and tokenize; 0 = all cores. The shards do not depend on it.")]
 ShardTokens = Annotated[int, typer.Option(help="Ids per shard file (100M = 200 MB at 16 bits).")]
@@ -177,7 +194,7 @@ def prepare_text(
     tokenizer: Annotated[str, typer.Option(help="bytes (256 ids, lossless), chars (vocabulary from the corpus) or bpe.")] = "bytes",
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size for --tokenizer bpe.")] = 4096,
     bpe_train_bytes: BpeTrainBytes = 100_000_000,
-    glob: Glob = None,
+    glob: _glob("'*.txt'") = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
@@ -205,7 +222,7 @@ def prepare_midi(
     tokenizer: Annotated[str, typer.Option(help="miditok tokenizer: REMI, TSD, MIDILike, Structured...")] = "REMI",
     vocab_size: Annotated[Optional[int], typer.Option(help="Train BPE to this vocabulary size (on the training split).")] = None,
     bpe_train_bytes: BpeTrainBytes = 100_000_000,
-    glob: Glob = None,
+    glob: _glob("'*.mid'") = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
@@ -226,7 +243,7 @@ def prepare_audio(
     out: OutDir = None,
     sample_rate: Annotated[int, typer.Option(help="Resample every file to this rate (Hz).")] = 16000,
     bits: Annotated[int, typer.Option(help="mu-law quantisation: 2**bits classes.")] = 8,
-    glob: Glob = None,
+    glob: _glob("'*.wav'") = None,
     val_fraction: ValFraction = 0.1,
     workers: Workers = 0,
     shard_tokens: ShardTokens = 100_000_000,
