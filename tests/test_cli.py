@@ -190,6 +190,21 @@ def test_a_runs_own_config_reproduces_it_and_yaml_reads_as_json(workdir: Path):
     assert json.loads((workdir / "yaml/config.json").read_text())["model"] == settings["model"]
 
 
+def test_init_from_fine_tunes_a_checkpoint_and_refuses_what_would_not_fit(workdir: Path, corpus_dir: Path):
+    run("train", "--steps", "12", *SMALL)
+    run("train", "--init-from", "runs/text-baseline/best.pt", "--steps", "3", "--eval-interval", "3", "--out", "ft", "-q")
+    run("train", "--steps", "3", *SMALL, "--out", "fresh")
+    first = {name: json.loads((workdir / name / "metrics.jsonl").read_text().splitlines()[0]) for name in ("ft", "fresh")}
+    assert first["ft"]["val_loss"] < first["fresh"]["val_loss"] - 0.1  # it started from trained weights
+    settings = json.loads((workdir / "ft/config.json").read_text())
+    assert settings["model"]["n_layer"] == 1 and settings["model"]["d_model"] == 32  # the checkpoint's shape, not the preset's
+    shape = run("train", "--init-from", "runs/text-baseline/best.pt", "--layers", "2", "--out", "x", code=2)
+    assert "drop --layers" in shape.output
+    run("prepare", "text", str(corpus_dir), "--tokenizer", "chars", "--out", "chars", "-q")
+    other = run("train", "--init-from", "runs/text-baseline/best.pt", "--data", "chars", "--out", "y", code=2)
+    assert "another tokenizer" in other.output and not (workdir / "y").exists()
+
+
 def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     run("train", "--steps", "6", "--resume", "-q")

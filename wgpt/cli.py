@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from wgpt import __version__
-from wgpt.config import ModelConfig, TrainConfig
+from wgpt.config import ModelConfig, TrainConfig, flag_of
 from wgpt.errors import WgptError
 from wgpt.io import os_reason
 from wgpt.options import config_options
@@ -280,6 +280,14 @@ def train(
     preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/DATA-VARIANT).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
+    init_from: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--init-from",
+            metavar="CKPT",
+            help="Fine-tune: start from this checkpoint's weights and model shape, with a fresh optimiser and schedule (data of the same modality and tokenizer).",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
     config: Annotated[
         Optional[Path],
@@ -308,6 +316,13 @@ def train(
         if model_flags.get("wavelet") not in (None, "haar"):
             raise WgptError(f"--wavelet means haar; it conflicts with --wavelet-kind {model_flags['wavelet']}")
         model_flags["wavelet"] = "haar"
+    if init_from is not None:
+        if resume:
+            raise WgptError("--init-from starts a new run; --resume continues one: pass one of them")
+        shape = [flag_of(ModelConfig, k) for k, v in model_flags.items() if v is not None and k != "dropout"]
+        shape = ["--wavelet" if haar and f == "--wavelet-kind" else f for f in shape]
+        if shape:
+            raise WgptError(f"--init-from takes the model's shape from {init_from}: drop {', '.join(shape)}")
     weights = _numbers(data_weights, "--data-weights") if data_weights is not None else None
     plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite, data_weights=weights)
     result = run_training(
@@ -319,6 +334,7 @@ def train(
         show_progress=not quiet,
         data_weights=plan.data_weights,
         verify=verify,
+        init_from=init_from,
     )
     if not is_main_process():  # under torchrun, rank 0 alone reports
         raise typer.Exit(130 if result.interrupted else 0)

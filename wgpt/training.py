@@ -23,7 +23,7 @@ from torch import nn
 
 from wgpt import distributed as dist
 from wgpt.batches import batch_offsets, check_length, eval_offsets, get_batch
-from wgpt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from wgpt.checkpoint import load_checkpoint, model_from_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, to_dict
 from wgpt.curves import overfit
 from wgpt.devices import autocast_dtype, pick_device
@@ -116,6 +116,20 @@ def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[
     return ckpt
 
 
+def initial_weights(path: Path, data: TrainingData) -> dict[str, Any]:
+    """The checkpoint a fine-tuning run starts from, checked against its data: same modality and tokenizer."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("modality") != data.modality_spec:
+        theirs, ours = (ckpt.get("modality") or {}).get("name"), data.modality_spec.get("name")
+        what = f"{theirs} data, not {ours}" if theirs != ours else f"{ours} data with another tokenizer"
+        raise WgptError(
+            f"--init-from {path} was trained on {what}: fine-tune on data prepared with its tokenizer "
+            f"(wgpt prepare {ours} ... --tokenizer-from THE_FOLDER_IT_WAS_TRAINED_ON)"
+        )
+    model_from_checkpoint(ckpt)  # a damaged file fails here, in one line
+    return ckpt
+
+
 def train(
     data: Path | list[Path],
     out: Path,
@@ -125,14 +139,20 @@ def train(
     show_progress: bool = True,
     data_weights: list[float] | None = None,
     verify: bool | None = None,
+    init_from: Path | None = None,
 ) -> TrainResult:
     """Train a GPT on prepared shards at ``data`` (one folder, or several trained on as one, weighed
     by ``data_weights``); writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``. ``verify``:
-    checksum every shard first (None: only folders small enough to check in about a second)."""
+    checksum every shard first (None: only folders small enough to check in about a second).
+    ``init_from``: start from a checkpoint's weights (fine-tuning), with its model shape and
+    ``model_cfg``'s dropout, a fresh optimiser and schedule."""
     out = Path(out)
     ctx = dist.setup(train_cfg.device)
     device = ctx.device if ctx.active else pick_device(train_cfg.device)
     shards = open_training_data(data, data_weights, verify)
+    start = None if init_from is None else initial_weights(Path(init_from), shards)
+    if start is not None:
+        model_cfg = replace(ModelConfig(**start["model_config"]), dropout=model_cfg.dropout)
     model_cfg = replace(model_cfg, vocab_size=shards.vocab_size)
     if shards.weights is not None:  # weighed folders are sampled on their own
         for folder, weight in zip(shards.folders, shards.weights, strict=True):
@@ -147,6 +167,8 @@ def train(
 
     torch.manual_seed(train_cfg.seed)  # same seed, same initial weights (wavelet adds no random state)
     model = GPT(model_cfg).to(device)
+    if start is not None:
+        model.load_state_dict(start["model"])
     optimizer = make_optimizer(model, train_cfg, device)
     state: dict[str, Any] = {
         "step": 0,
