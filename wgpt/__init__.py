@@ -24,6 +24,7 @@ _EXPORTS = {
     "bench": "wgpt.benchmark",
     "evaluate": "wgpt.evaluation",
     "generate": "wgpt.generation",
+    "load_pretrained": "wgpt.export",
     "modality_class": "wgpt.modalities",
     "modality_from_spec": "wgpt.modalities",
     "prepare": "wgpt.preparation",

@@ -39,8 +39,12 @@ def save_checkpoint(path: Path, model: GPT, modality_spec: dict[str, Any], train
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint safely; refuse anything that is not a wgpt checkpoint."""
+    """Read a checkpoint (or a folder ``wgpt export`` wrote) safely; refuse anything else."""
     path = Path(path)
+    from wgpt.export import is_export, load_export  # here: wgpt.export builds on this module
+
+    if is_export(path):
+        return load_export(path)
     if path.is_dir():
         raise WgptError(f"checkpoint {path} is a folder: pass the .pt file in it (e.g. {path}/best.pt)")
     if not path.is_file():

@@ -31,7 +31,7 @@ from wgpt.progress import console as err_console
 class _InOrderOfUse(typer.core.TyperGroup):
     """``wgpt --help`` lists the commands in the order a session uses them, ``prepare`` first."""
 
-    ORDER = ("prepare", "train", "eval", "sample", "bench", "demo")
+    ORDER = ("prepare", "train", "eval", "sample", "bench", "export", "demo")
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
@@ -458,6 +458,23 @@ def sample(
     stream_to = sys.stdout if (stream and sys.stdout.isatty()) or out is None else None
     for path in sample_to_files(request, stream_to=stream_to, show_progress=not quiet):
         out_console.print(f"wrote {_e(path)}", highlight=False, soft_wrap=True)
+
+
+# -- export -------------------------------------------------------------------------------
+@app.command("export")
+@cli_errors
+def export_model(
+    src: Annotated[Path, typer.Argument(metavar="RUN_OR_CKPT", help="A run folder (its best.pt is exported) or a .pt checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write model.safetensors, config.json and README.md into.")],
+) -> None:
+    """Export weights (safetensors), config and a model card: no optimiser, no pickle; eval and sample read the folder."""
+    from wgpt.export import export
+
+    folder = export(src, out)
+    out_console.print(
+        f"wrote {_e(folder)}/model.safetensors, config.json, README.md\nnext: wgpt sample --ckpt {_e(folder)} --out sample.txt",
+        highlight=False,
+    )
 
 
 # -- demo ---------------------------------------------------------------------------------
