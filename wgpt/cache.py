@@ -14,6 +14,7 @@ finds them ready the next time: the slides of a long generation reuse the same p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,16 @@ class LayerCache:
     weights: Any = None  # the block's parameters as plain tensors, taken at the pass from position 0
     kv_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: slot, keys, values
     prefix_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: the wavelet's rows
+
+
+def kept_weights(cache: LayerCache | DecodeCache | None, pos0: int, take: Callable[[], Any]) -> Any:
+    """The parameters a pass reads (``take()``): a cache keeps them from its pass at position 0 for the steps after it."""
+    if cache is not None and pos0:
+        return cache.weights
+    weights = take()
+    if cache is not None:
+        cache.weights = weights
+    return weights
 
 
 def reusable(buf: Tensor | None, batch: int, dtype: torch.dtype, device: torch.device) -> bool:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from wgpt.cache import DecodeCache, LayerCache, reusable
+from wgpt.cache import DecodeCache, LayerCache, kept_weights, reusable
 from wgpt.config import ModelConfig
 from wgpt.positions import rotary
 from wgpt.wavelet import WaveletMix
@@ -131,12 +131,7 @@ class Block(nn.Module):
         took 18% of a profiled tiny-preset's one-token step, which is bound by Python's cost per
         operation, not by arithmetic. Hooks therefore attach to ``GPT``, not to its layers.
         """
-        if cache is not None and pos0:
-            w = cache.weights
-        else:
-            w = self.weights()
-            if cache is not None:
-                cache.weights = w
+        w = kept_weights(cache, pos0, self.weights)
         a = w.attn.forward(torch.layer_norm(x, *w.ln1), w, cache, pos0)
         x = x + (self.drop(a) if self.training and self.drop.p else a)
         m = F.linear(F.gelu(F.linear(torch.layer_norm(x, *w.ln2), *w.fc)), *w.out)
@@ -193,13 +188,9 @@ class GPT(nn.Module):
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} exceed the context of {self.cfg.context}")
         if cache is not None and torch.is_grad_enabled():
             raise ValueError("decoding with a cache needs autograd off: run it under torch.no_grad() or torch.inference_mode()")
-        if cache is not None and pos0:
-            w = cache.weights
-        else:
-            w = self.weights()
-            if cache is not None:
-                cache.weights = w
-                cache.for_layers(len(w.blocks))
+        w = kept_weights(cache, pos0, self.weights)
+        if cache is not None and not pos0:
+            cache.for_layers(len(w.blocks))
         # A decoding step's one position per row travels as (B, C): a linear layer on a 2-D input
         # skips the reshapes around its matrix product, 7 us of a tiny model's 180 us step.
         step = cache is not None and n == 1
