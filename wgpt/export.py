@@ -22,7 +22,7 @@ from typing import Any
 
 from wgpt.checkpoint import FORMAT, VERSION, load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
-from wgpt.io import atomic_path, write_json
+from wgpt.io import atomic_path, os_reason, write_json
 
 EXPORT_FORMAT = "wgpt-export"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -46,7 +46,7 @@ def export(src: Path, out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise WgptError(f"cannot create {out}: {err.strerror or err}; choose another --out") from None
+        raise WgptError(f"cannot create {out}: {os_reason(err)}; choose another --out") from None
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
         umask = os.umask(0)
