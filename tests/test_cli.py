@@ -205,6 +205,22 @@ def test_init_from_fine_tunes_a_checkpoint_and_refuses_what_would_not_fit(workdi
     assert "another tokenizer" in other.output and not (workdir / "y").exists()
 
 
+def test_resume_refuses_what_would_make_another_run_and_names_other_data(workdir: Path, corpus_dir: Path):
+    run("train", "--steps", "3", *SMALL)
+    (workdir / "c.json").write_text('{"train": {"lr": 0.01}}')
+    for args, message in [
+        (["--seed", "5"], "trained with --seed 1337"),
+        (["--preset", "paper"], "drop --preset"),
+        (["--config", "c.json"], "drop --config"),
+        (["--layers", "2"], "cannot change the model when resuming (--layers)"),
+    ]:
+        refused = run("train", "--resume", "--steps", "6", *args, code=2)
+        assert message in refused.output and len(refused.output.strip().splitlines()) == 1
+    run("prepare", "text", str(corpus_dir), "--out", "copy", "-q")  # the same tokenizer, another folder
+    moved = runner.invoke(app, ["train", "--resume", "--steps", "6", "--data", "copy", "--out", "runs/text-baseline", "-q"])
+    assert moved.exit_code == 0 and "resuming on copy, not the data" in moved.output
+
+
 def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
     run("train", "--steps", "3", *SMALL)
     run("train", "--steps", "6", "--resume", "-q")

@@ -277,7 +277,7 @@ def train(
         Optional[bool], typer.Option("--verify/--no-verify", help="Checksum every shard first (default: folders up to 1 GiB).")
     ] = None,
     haar: Annotated[bool, typer.Option("--wavelet", help="Add the fixed Haar multi-scale structure (no extra parameters).")] = False,
-    preset: Annotated[str, typer.Option(help="tiny (a minute on a CPU), paper (the paper's model) or gpt2.")] = "tiny",
+    preset: Annotated[Optional[str], typer.Option(help="tiny (a minute on a CPU; the default), paper (the paper's model) or gpt2.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: runs/DATA-VARIANT).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN/last.pt (weights, optimiser, data order).")] = False,
     init_from: Annotated[
@@ -325,6 +325,8 @@ def train(
             raise WgptError(f"--init-from takes the model's shape from {init_from}: drop {', '.join(shape)}")
     weights = _numbers(data_weights, "--data-weights") if data_weights is not None else None
     plan = plan_run(modality, data, out, preset, config, model_flags, train_flags, resume=resume, overwrite=overwrite, data_weights=weights)
+    for notice in plan.notices:
+        err_console.print(f"[yellow]{_e(notice)}[/]", highlight=False)
     result = run_training(
         plan.data,
         plan.out,

@@ -2,16 +2,18 @@
 
 Precedence, lowest first: the preset, a ``--config`` file, then flags given on the command line.
 A resumed run takes its model config and its training config from ``RUN/last.pt``; flags given
-again (``--steps`` to train longer, say) override the training config.
+again (``--steps`` to train longer, say) override the training config. What would make it
+another run (model flags, ``--seed``, ``--preset``, ``--config``) is refused, and data other
+than the run's is named in a notice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, load_config_file, override, preset
+from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, flag_of, load_config_file, override, preset
 from wgpt.errors import WgptError
 
 RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
@@ -32,6 +34,7 @@ class RunPlan:
     train: TrainConfig
     resume: bool
     data_weights: list[float] | None = None
+    notices: list[str] = field(default_factory=list)  # one line each, for the user
 
 
 def default_data(modality: str) -> Path:
@@ -44,7 +47,7 @@ def plan_run(
     modality: str,
     data: list[Path] | None,
     out: Path | None,
-    preset_name: str,
+    preset_name: str | None,
     config_file: Path | None,
     model_flags: dict[str, Any],
     train_flags: dict[str, Any],
@@ -62,6 +65,9 @@ def plan_run(
     wavelet = model_flags.get("wavelet") or file.get("model", {}).get("wavelet") or "none"
     out = Path(out) if out is not None else Path("runs") / f"{'+'.join(p.name for p in folders)}-{RUN_NAMES.get(wavelet, wavelet)}"
     if resume:
+        for given, flag in ((preset_name, "--preset"), (config_file, "--config")):
+            if given is not None:
+                raise WgptError(f"{flag} sets up a new run; --resume continues {out} with the settings in its last.pt: drop {flag}")
         return _resumed(given_data, data_weights, out, model_flags, train_flags)
     if (out / "last.pt").exists() and not overwrite:
         raise WgptError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace it, or --out for a new folder")
@@ -70,7 +76,7 @@ def plan_run(
         raise WgptError(
             f"{out} holds {', '.join(left)} from an earlier run but no last.pt to resume: pass --overwrite to replace them, or --out for a new folder"
         )
-    model_cfg, train_cfg = preset(preset_name)
+    model_cfg, train_cfg = preset(preset_name or "tiny")
     if "preset" in file:
         model_cfg, train_cfg = preset(file["preset"])
     model_cfg = override(model_cfg, file.get("model", {}), str(config_file))
@@ -94,10 +100,30 @@ def _resumed(
     given = {k: v for k, v in model_flags.items() if v is not None and not (k == "wavelet" and v == "none")}
     changed = {k: v for k, v in given.items() if getattr(saved_model, k) != v}
     if changed:
-        raise WgptError(f"cannot change the model when resuming ({', '.join(sorted(changed))}); start a new run with --out instead")
-    train_cfg = override(TrainConfig(**ckpt["train_config"]), train_flags, "flags")
+        flags = ", ".join(sorted(flag_of(ModelConfig, k) for k in changed))
+        raise WgptError(f"cannot change the model when resuming ({flags}); start a new run with --out instead")
+    saved_train = TrainConfig(**ckpt["train_config"])
+    if train_flags.get("seed") is not None and train_flags["seed"] != saved_train.seed:
+        raise WgptError(
+            f"{out} was trained with --seed {saved_train.seed}; resuming keeps its data order: drop --seed, or start a new run with --out"
+        )
+    train_cfg = override(saved_train, train_flags, "flags")
+    saved = ckpt["data"]
+    saved = [Path(p) for p in ([saved] if isinstance(saved, str) else saved)]
+    notices = []
     if data is None:  # the data the run was trained on, unless --data says otherwise
-        saved = ckpt["data"]
-        data = [Path(p) for p in ([saved] if isinstance(saved, str) else saved)]
+        data = saved
         weights = weights if weights is not None else ckpt.get("data_weights")
-    return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights)
+    elif [p.resolve() for p in data] != [p.resolve() for p in saved] and _same_tokenizer(data, ckpt["modality"]):
+        notices.append(f"resuming on {', '.join(map(str, data))}, not the data {out} was trained on ({', '.join(map(str, saved))})")
+    return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights, notices=notices)
+
+
+def _same_tokenizer(folders: list[Path], spec: dict[str, Any]) -> bool:
+    """Whether every folder holds data of ``spec``'s modality and tokenizer (otherwise training refuses it, naming why)."""
+    from wgpt.shards import read_meta
+
+    try:
+        return all(read_meta(folder).get("modality") == spec for folder in folders)
+    except WgptError:
+        return False
