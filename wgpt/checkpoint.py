@@ -70,13 +70,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
-    try:
-        model = GPT(ModelConfig(**ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError) as err:  # a damaged or hand-edited file
-        detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
-        raise WgptError(f"the checkpoint is damaged ({detail}); use a .pt file a `wgpt train` run wrote") from None
+    model = GPT(model_config_of(ckpt))
+    load_weights(model, ckpt)
     return model
+
+
+def model_config_of(ckpt: dict[str, Any]) -> ModelConfig:
+    """The model config a checkpoint records; a damaged one is one line."""
+    try:
+        return ModelConfig(**ckpt["model_config"])
+    except (KeyError, TypeError) as err:
+        raise _damaged(err) from None
+
+
+def load_weights(model: GPT, ckpt: dict[str, Any]) -> None:
+    """Load a checkpoint's weights into ``model``; weights of another shape, or missing ones, are one line."""
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise _damaged(err) from None
+
+
+def _damaged(err: Exception) -> WgptError:
+    detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:200]
+    return WgptError(f"the checkpoint is damaged ({detail}); use a .pt file a `wgpt train` run wrote")
 
 
 def rng_state() -> dict[str, Any]:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from wgpt.checkpoint import FORMAT, VERSION, load_checkpoint, model_from_checkpoint
 from wgpt.errors import WgptError
-from wgpt.io import atomic_path, os_reason, write_json
+from wgpt.io import atomic_path, os_reason, usual_mode, write_json
 
 EXPORT_FORMAT = "wgpt-export"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -49,9 +48,7 @@ def export(src: Path, out: Path) -> Path:
         raise WgptError(f"cannot create {out}: {os_reason(err)}; choose another --out") from None
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # meant to be shared: the usual file mode, not a temporary file's 0600
+        usual_mode(tmp)  # safetensors writes its file 0600; an export is meant to be shared
     trained = {k: _finite(ckpt.get(k)) for k in TRAINED}
     settings = {"format": EXPORT_FORMAT, "version": VERSION, "model_config": ckpt["model_config"], "modality": ckpt["modality"], **trained}
     write_json(out / CONFIG, settings)

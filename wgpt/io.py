@@ -52,8 +52,13 @@ def temp_beside(path: Path) -> str:
     except OSError as err:
         raise WgptError(f"cannot write {path}: {os_reason(err)}; choose a writable location") from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    usual_mode(tmp)  # mkstemp makes 0600
     return tmp
+
+
+def usual_mode(path: Path | str) -> None:
+    """Give a file the permissions a plain ``open`` would (0666 less the umask)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def os_reason(err: OSError) -> str:

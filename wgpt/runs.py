@@ -59,7 +59,7 @@ def plan_run(
     given_data = [Path(p) for p in data] if data else None
     file = load_config_file(config_file) if config_file is not None and not resume else {}
     if given_data is None and file.get("data") is not None:  # flags win over the file
-        given_data = [Path(p) for p in ([file["data"]] if isinstance(file["data"], str) else file["data"])]
+        given_data = _folders(file["data"])
         data_weights = data_weights if data_weights is not None else file.get("data_weights")
     folders = given_data or [default_data(modality)]
     wavelet = model_flags.get("wavelet") or file.get("model", {}).get("wavelet") or "none"
@@ -108,8 +108,7 @@ def _resumed(
             f"{out} was trained with --seed {saved_train.seed}; resuming keeps its data order: drop --seed, or start a new run with --out"
         )
     train_cfg = override(saved_train, train_flags, "flags")
-    saved = ckpt["data"]
-    saved = [Path(p) for p in ([saved] if isinstance(saved, str) else saved)]
+    saved = _folders(ckpt["data"])
     notices = []
     if data is None:  # the data the run was trained on, unless --data says otherwise
         data = saved
@@ -117,6 +116,11 @@ def _resumed(
     elif [p.resolve() for p in data] != [p.resolve() for p in saved] and _same_tokenizer(data, ckpt["modality"]):
         notices.append(f"resuming on {', '.join(map(str, data))}, not the data {out} was trained on ({', '.join(map(str, saved))})")
     return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights, notices=notices)
+
+
+def _folders(value: str | list[str]) -> list[Path]:
+    """Data as configs and checkpoints record it: one folder, or a list of them."""
+    return [Path(p) for p in ([value] if isinstance(value, str) else value)]
 
 
 def _same_tokenizer(folders: list[Path], spec: dict[str, Any]) -> bool:

@@ -91,8 +91,10 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if req.out is None:
         if not modality.prints_as_text:
             raise WgptError(f"a {modality.name} model writes files: pass --out, e.g. --out sample{modality.output_extensions[0]}")
-        if req.num_samples > 1 or stream_to is None:
+        if req.num_samples > 1:
             raise WgptError(f"--num-samples {req.num_samples} writes one file per sample: pass --out, e.g. --out sample.txt")
+        if stream_to is None:
+            raise WgptError("no output: pass a file to write (--out, e.g. --out sample.txt) or a stream to print to")
     elif req.out.suffix.lower() not in modality.output_extensions:
         raise WgptError(f"{req.out}: this {modality.name} model writes {', '.join(modality.output_extensions)} files; change --out")
     if req.soundfont is not None:

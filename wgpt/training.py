@@ -23,7 +23,7 @@ from torch import nn
 
 from wgpt import distributed as dist
 from wgpt.batches import batch_offsets, check_length, eval_offsets, get_batch
-from wgpt.checkpoint import load_checkpoint, model_from_checkpoint, rng_state, save_checkpoint, set_rng_state
+from wgpt.checkpoint import load_checkpoint, load_weights, model_config_of, rng_state, save_checkpoint, set_rng_state
 from wgpt.config import ModelConfig, TrainConfig, to_dict
 from wgpt.curves import overfit
 from wgpt.devices import autocast_dtype, pick_device
@@ -126,7 +126,6 @@ def initial_weights(path: Path, data: TrainingData) -> dict[str, Any]:
             f"--init-from {path} was trained on {what}: fine-tune on data prepared with its tokenizer "
             f"(wgpt prepare {ours} ... --tokenizer-from THE_FOLDER_IT_WAS_TRAINED_ON)"
         )
-    model_from_checkpoint(ckpt)  # a damaged file fails here, in one line
     return ckpt
 
 
@@ -152,7 +151,7 @@ def train(
     shards = open_training_data(data, data_weights, verify)
     start = None if init_from is None else initial_weights(Path(init_from), shards)
     if start is not None:
-        model_cfg = replace(ModelConfig(**start["model_config"]), dropout=model_cfg.dropout)
+        model_cfg = replace(model_config_of(start), dropout=model_cfg.dropout)
     model_cfg = replace(model_cfg, vocab_size=shards.vocab_size)
     if shards.weights is not None:  # weighed folders are sampled on their own
         for folder, weight in zip(shards.folders, shards.weights, strict=True):
@@ -168,7 +167,7 @@ def train(
     torch.manual_seed(train_cfg.seed)  # same seed, same initial weights (wavelet adds no random state)
     model = GPT(model_cfg).to(device)
     if start is not None:
-        model.load_state_dict(start["model"])
+        load_weights(model, start)
     optimizer = make_optimizer(model, train_cfg, device)
     state: dict[str, Any] = {
         "step": 0,

@@ -129,17 +129,17 @@ class WaveletMix(nn.Module):
 
         ``cache.prefix`` (B, context+1, H) holds the prefix sums of positions before ``t0`` in
         rows ``0 .. t0`` (row 0 is zero). One addition per new position and coordinate, one
-        gather for the window starts: O(C) per position. One position per row, ``h`` (B, C),
+        gather for the window starts (``lo_flat``, into the buffer's flat view): O(C) per position. One position per row, ``h`` (B, C),
         goes through ``_row_step``.
         """
-        n = h.shape[1]
+        bsz, n = h.shape[:2]
         mod = h.narrow(2, self.split, self.n_mod)  # (B, n, H)
-        prefix = self._buffer(h, cache) if t0 == 0 else cache.prefix
+        prefix = self._buffer(h, cache, t0)
         before, sums = prefix.narrow(1, t0, 1), prefix.narrow(1, t0 + 1, n)
         torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
         if self.mix is None:
-            lo_index = self.lo_index[t0 : t0 + n].unsqueeze(0).expand(h.shape[0], n, self.n_mod)
-            torch.mul(sums - prefix.gather(1, lo_index), self.inv_count[t0 : t0 + n], out=mod)
+            starts = cache.prefix_flat.index_select(1, self.lo_flat[t0 : t0 + n].flatten()).view(bsz, n, self.n_mod)
+            torch.mul(sums - starts, self.inv_count[t0 : t0 + n], out=mod)
         else:
             mod.copy_(self._averages(prefix, sums, t0))
         return h
@@ -160,14 +160,16 @@ class WaveletMix(nn.Module):
 
     def _row_views(self, h: Tensor, cache: LayerCache, t0: int) -> tuple[Tensor | None, ...]:
         """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) with the window starts in it, and the counts."""
-        prefix = self._buffer(h, cache) if t0 == 0 else cache.prefix
+        prefix = self._buffer(h, cache, t0)
         lo_flat = None if self.mix is not None else self.lo_flat.select(0, t0)
         views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self.inv_count.select(0, t0))
         cache.prefix_rows[t0] = views
         return views
 
-    def _buffer(self, h: Tensor, cache: LayerCache) -> Tensor:
-        """The cache's prefix sums, for a pass from position 0: allocated unless the batch, dtype and device are those it has."""
+    def _buffer(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
+        """The cache's prefix sums; the pass from position 0 allocates them unless the batch, dtype and device are those they have."""
+        if t0:
+            return cache.prefix
         acc = _sum_dtype(h.dtype)
         if not reusable(cache.prefix, h.shape[0], acc, h.device):
             cache.prefix = h.new_zeros(h.shape[0], self.lo_index.shape[0] + 1, self.n_mod, dtype=acc)
