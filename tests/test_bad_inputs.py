@@ -445,7 +445,7 @@ BENCH = [
     row("bench --data {text} --context 100000 --steps 3 -q", "lower --context", id="context-longer-than-data"),
     row(
         "bench --data {text} --steps 3 --context 32 --batch-size 4 -o {bad}/a-file -q",
-        "cannot use",
+        "cannot create the run folder",
         id="out-is-a-file",
     ),
 ]

@@ -53,8 +53,13 @@ def eval_offsets(n_tokens: int, context: int, count: int) -> torch.Tensor:
     return torch.linspace(0, n_tokens - context - 1, count).long()
 
 
-def get_batch(data: Any, offsets: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets, both (B, context) int64."""
+def get_batch(data: Any, offsets: torch.Tensor, context: int, vocab_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-token targets, both (B, context) int64; with ``vocab_size``, ids at or
+    above it (shards whose meta.json states too small a vocabulary) are one line, not a crash."""
     rows = np.stack([np.asarray(data[o : o + context + 1], dtype=np.int64) for o in offsets.tolist()])  # (B, T+1)
+    if vocab_size is not None and rows.size and rows.max() >= vocab_size:
+        raise WgptError(
+            f"the shards hold token id {rows.max()}, outside the vocabulary of {vocab_size} their meta.json states: run `wgpt prepare` again"
+        )
     xy = torch.from_numpy(rows)
     return xy[:, :-1], xy[:, 1:]

@@ -20,7 +20,6 @@ from wgpt.curves import best_point, overfit, steps_to_reach
 from wgpt.errors import WgptError
 from wgpt.io import write_atomic, write_json
 from wgpt.plot import plot_curves
-from wgpt.runs import clear_run
 from wgpt.training import OVERFIT_PATIENCE, read_metrics, train
 
 VARIANTS = {"baseline": "none", "haar": "haar", "learnable": "learnable", "larger": "none"}
@@ -56,7 +55,6 @@ def run_variants(
         for variant in variants:
             cfg = larger_config(model_cfg) if variant == "larger" else replace(model_cfg, wavelet=VARIANTS[variant])
             path = out / f"{variant}-seed{seed}"
-            clear_run(path)
             result = train(data, path, cfg, replace(train_cfg, seed=seed), show_progress=show_progress)
             if result.interrupted:  # Ctrl-C stops the whole comparison, not just one run
                 raise WgptError(f"interrupted during {variant} (seed {seed}); finished runs are under {out}")

@@ -3,18 +3,22 @@
 A checkpoint is a plain dict of tensors and JSON-like values: model weights, the model and
 training configs, the modality spec (with its tokenizer), optimiser state, step, best validation
 loss and RNG states. Nothing in it is code, so loading a crafted file cannot execute anything.
+A sha256 of everything else in it (``state_digest``) is saved with it and checked on load: a
+flipped bit in a weight is refused, not evaluated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from wgpt.config import ModelConfig, TrainConfig, to_dict
+from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, config_from_dict, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import atomic_path
 from wgpt.model import GPT
@@ -34,8 +38,39 @@ def save_checkpoint(path: Path, model: GPT, modality_spec: dict[str, Any], train
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
+    ckpt["sha256"] = state_digest(ckpt)
     with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+        try:
+            torch.save(ckpt, tmp)
+        except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as a RuntimeError
+            full = shutil.disk_usage(Path(path).parent).free < 64 << 20
+            reason = "the disk is full" if full else " ".join(str(err).split())[:160]
+            raise WgptError(
+                f"cannot write {path} ({reason}); the previous {Path(path).name} is unchanged: free some space, then run the same command with --resume"
+            ) from None
+
+
+def state_digest(obj: Any) -> str:
+    """sha256 over every tensor's dtype, shape and bytes and every other value, in key order; the
+    ``sha256`` entry itself excluded. The same before saving and after loading."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in obj.items() if k != "sha256"}, "")
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, obj: Any, key: str) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            _feed(digest, obj[k], f"{key}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _feed(digest, v, f"{key}/{i}")
+    else:
+        digest.update(f"{key}={obj!r}\n".encode())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -44,7 +79,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     from wgpt.export import is_export, load_export  # here: wgpt.export builds on this module
 
     if is_export(path):
-        return load_export(path)
+        ckpt = load_export(path)
+        check_contents(ckpt, path)
+        return ckpt
     if path.is_dir():
         raise WgptError(f"checkpoint {path} is a folder: pass the .pt file in it (e.g. {path}/best.pt)")
     if not path.is_file():
@@ -66,7 +103,44 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise WgptError(f"{path} is not a wgpt checkpoint")
     if ckpt.get("version") != VERSION:
         raise WgptError(f"{path} has checkpoint version {ckpt.get('version')}; this wgpt reads version {VERSION}")
+    check_contents(ckpt, path)
     return ckpt
+
+
+def check_contents(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose contents differ from its checksum, lack a part every command
+    needs, or hold non-finite weights (a crafted or damaged file), in one line naming it."""
+    if "sha256" in ckpt and ckpt["sha256"] != state_digest(ckpt):  # files written before checksums have none
+        raise WgptError(
+            f"{path} is corrupt: its contents differ from the checksum saved with them (damaged on disk or in a copy); "
+            "use another checkpoint, e.g. the run's other .pt file"
+        )
+    weights, spec = ckpt.get("model"), ckpt.get("modality")
+    if not isinstance(ckpt.get("model_config"), dict) or not isinstance(weights, dict) or not weights:
+        raise WgptError(f"{path} is damaged (no model config or weights); use a .pt file a `wgpt train` run wrote")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise WgptError(f"{path} is damaged (its weights are not all named tensors); use a .pt file a `wgpt train` run wrote")
+    if not isinstance(spec, dict) or spec.get("name") not in MODALITY_NAMES:
+        raise WgptError(f"{path} is damaged (it does not say which modality it models); use a .pt file a `wgpt train` run wrote")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise WgptError(f"{path} holds NaN or infinite weights ({name}): it cannot be used; take an earlier checkpoint")
+
+
+def modality_of(ckpt: dict[str, Any], path: Path) -> Any:
+    """The modality (with its tokenizer) a checkpoint records, checked against its model's vocabulary."""
+    from wgpt.modalities import modality_from_spec
+
+    try:
+        modality = modality_from_spec(ckpt["modality"])
+    except WgptError as err:
+        raise WgptError(f"{path}: {err}") from None
+    vocab = model_config_of(ckpt).vocab_size
+    if modality.vocab_size != vocab:
+        raise WgptError(
+            f"{path} is damaged: its tokenizer has {modality.vocab_size:,} ids but its model {vocab:,}; use a .pt file a `wgpt train` run wrote"
+        )
+    return modality
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
@@ -77,10 +151,12 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
 
 def model_config_of(ckpt: dict[str, Any]) -> ModelConfig:
     """The model config a checkpoint records; a damaged one is one line."""
-    try:
-        return ModelConfig(**ckpt["model_config"])
-    except (KeyError, TypeError) as err:
-        raise _damaged(err) from None
+    return config_from_dict(ModelConfig, ckpt.get("model_config"), "the checkpoint's model config")
+
+
+def train_config_of(ckpt: dict[str, Any]) -> TrainConfig:
+    """The training config a checkpoint records; a damaged one is one line."""
+    return config_from_dict(TrainConfig, ckpt.get("train_config"), "the checkpoint's training config")
 
 
 def load_weights(model: GPT, ckpt: dict[str, Any]) -> None:

@@ -492,7 +492,6 @@ def demo(
     from wgpt.config import preset as get_preset
     from wgpt.modalities.text import TextModality, bundled_corpus
     from wgpt.preparation import prepare
-    from wgpt.runs import clear_run
     from wgpt.sample_files import SampleRequest, sample_to_files
     from wgpt.training import train as run_training
 
@@ -502,7 +501,6 @@ def demo(
     model_cfg, train_cfg = get_preset("tiny")
     err_console.print(f"2/3 training a tiny wavelet model for {steps} steps")
     run = out / "run"
-    clear_run(run)
     result = run_training(out / "data", run, replace(model_cfg, wavelet="haar"), replace(train_cfg, steps=steps))
     err_console.print(f"3/3 sampling 400 characters (val loss {result.best_val_loss:.3f} nats/byte):")  # the "\n" prompt spaces it
     request = SampleRequest(ckpt=run / "best.pt", out=out / "sample.txt", prompt="\n", tokens=400, temperature=0.8, seed=0)

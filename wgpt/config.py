@@ -168,16 +168,21 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data.get("preset", ""), str):
         raise WgptError(f"config file {path}: preset must be a name ({', '.join(PRESETS)}), got {data['preset']!r}")
     folders = data.get("data")
-    if folders is not None and not (
-        isinstance(folders, str) or (isinstance(folders, list) and folders and all(isinstance(f, str) for f in folders))
-    ):
+    if folders is not None and not is_paths(folders):
         raise WgptError(f"config file {path}: data must be a folder path or a list of them, got {folders!r}")
     weights = data.get("data_weights")
-    if weights is not None and not (
-        isinstance(weights, list) and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
-    ):
+    if weights is not None and not is_numbers(weights):
         raise WgptError(f"config file {path}: data_weights must be a list of numbers, got {weights!r}")
     return data
+
+
+def is_paths(value: Any) -> bool:
+    """Data as configs and checkpoints record it: a folder path, or a non-empty list of them."""
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+
+
+def is_numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
 def _parse(text: str, kind: str) -> Any:
@@ -219,6 +224,13 @@ def _check_type(name: str, value: Any, default: Any, source: str) -> None:
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
     if not ok:
         raise WgptError(f"{source}: {name} must be {_TYPE_NAMES.get(expected, expected.__name__)}, got {value!r}")
+
+
+def config_from_dict(cls: type, values: Any, source: str) -> Any:
+    """A config rebuilt from a dict a file recorded (a checkpoint, an export), every value type-checked."""
+    if not isinstance(values, dict):
+        raise WgptError(f"{source} is damaged (not a table of settings); use a file a `wgpt train` run wrote")
+    return override(cls(), values, source)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

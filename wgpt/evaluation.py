@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from wgpt.batches import check_length, get_batch
-from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.checkpoint import load_checkpoint, modality_of, model_from_checkpoint
 from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.generation import generate
-from wgpt.modalities import modality_from_spec
 from wgpt.shards import open_training_data
 
 
@@ -32,7 +31,7 @@ def estimate_loss(model: torch.nn.Module, data: Any, offsets: torch.Tensor, cont
     total = 0.0
     amp = autocast_dtype(device)
     for chunk in offsets.split(batch):
-        x, y = get_batch(data, chunk, context)
+        x, y = get_batch(data, chunk, context, model.cfg.vocab_size)
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             _, loss = model(x.to(device), y.to(device))
         total += loss.item() * len(chunk)
@@ -65,6 +64,7 @@ def evaluate(
     if samples < 0:
         raise WgptError(f"--samples must be 0 (none) or more, got {samples}")
     ckpt = load_checkpoint(ckpt_path)
+    modality = modality_of(ckpt, ckpt_path)
     shards = open_training_data(resolve_data(ckpt, data, ckpt_path))
     if shards.modality_spec != ckpt["modality"]:
         where = ", ".join(map(str, shards.paths))
@@ -91,7 +91,6 @@ def evaluate(
     for unit, count in units.items():
         if count:
             result[f"bits_per_{unit}"] = bits * tokens / count
-    modality = modality_from_spec(ckpt["modality"])
     if samples > 0:
         stats = sample_statistics(model, modality, shards.val, samples, seed)
         if stats:

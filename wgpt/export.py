@@ -4,7 +4,8 @@
 
 - ``model.safetensors``: the weights only (the head is tied to the token embedding, so it is
   stored once, as ``tok_emb.weight``), readable by ``safetensors``' own loader;
-- ``config.json``: the model config and the modality spec (which holds the tokenizer);
+- ``config.json``: the model config, the modality spec (which holds the tokenizer) and a sha256 of
+  the weights, checked on load;
 - ``README.md``: a model card with the data, the steps and the losses.
 
 The folder is what ``huggingface_hub`` uploads as it is. ``wgpt eval`` and ``wgpt sample``
@@ -19,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from wgpt.checkpoint import FORMAT, VERSION, load_checkpoint, model_from_checkpoint
+from wgpt.checkpoint import FORMAT, VERSION, load_checkpoint, modality_of, model_from_checkpoint, state_digest
 from wgpt.errors import WgptError
 from wgpt.io import atomic_path, os_reason, usual_mode, write_json
 
@@ -41,6 +42,7 @@ def export(src: Path, out: Path) -> Path:
     ckpt_path = src / "best.pt" if src.is_dir() and not is_export(src) else src
     ckpt = load_checkpoint(ckpt_path)
     model_from_checkpoint(ckpt)  # a damaged checkpoint fails here, before anything is written
+    modality_of(ckpt, ckpt_path)
     tensors = {k: v.contiguous() for k, v in ckpt["model"].items() if k != TIED}
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,7 @@ def export(src: Path, out: Path) -> Path:
         usual_mode(tmp)  # safetensors writes its file 0600; an export is meant to be shared
     trained = {k: _finite(ckpt.get(k)) for k in TRAINED}
     settings = {"format": EXPORT_FORMAT, "version": VERSION, "model_config": ckpt["model_config"], "modality": ckpt["modality"], **trained}
+    settings["weights_sha256"] = state_digest({"model": tensors})  # checked on load: a flipped bit is refused
     write_json(out / CONFIG, settings)
     with atomic_path(out / CARD) as tmp:
         tmp.write_text(model_card(ckpt, ckpt_path), encoding="utf-8")
@@ -75,6 +78,8 @@ def load_export(folder: Path) -> dict[str, Any]:
         raise WgptError(f"{folder} is not a readable wgpt export ({type(err).__name__}); export it again with `wgpt export`") from None
     if not isinstance(settings, dict) or settings.get("format") != EXPORT_FORMAT or "tok_emb.weight" not in weights:
         raise WgptError(f"{folder} is not a wgpt export: its {CONFIG} or {WEIGHTS} is not one `wgpt export` wrote")
+    if "weights_sha256" in settings and settings["weights_sha256"] != state_digest({"model": weights}):
+        raise WgptError(f"{folder / WEIGHTS} is corrupt: its weights differ from the checksum in {CONFIG}; export it again")
     weights[TIED] = weights["tok_emb.weight"]
     kept = {k: settings.get(k) for k in ("model_config", "modality", *TRAINED)}
     return {"format": FORMAT, "version": VERSION, **kept, "model": weights}
@@ -82,10 +87,8 @@ def load_export(folder: Path) -> dict[str, Any]:
 
 def load_pretrained(folder: Path) -> tuple[Any, Any]:
     """``(model, modality)`` of an export (or a checkpoint), the model in eval mode on the CPU."""
-    from wgpt.modalities import modality_from_spec
-
     ckpt = load_checkpoint(folder)
-    return model_from_checkpoint(ckpt).eval(), modality_from_spec(ckpt["modality"])
+    return model_from_checkpoint(ckpt).eval(), modality_of(ckpt, folder)
 
 
 def model_card(ckpt: dict[str, Any], source: Path) -> str:

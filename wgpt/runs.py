@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, flag_of, load_config_file, override, preset
+from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, flag_of, is_numbers, is_paths, load_config_file, override, preset
 from wgpt.errors import WgptError
+from wgpt.lock import refuse_if_held
 
 RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png")  # what a run writes and a fresh run replaces
 
 
 def clear_run(out: Path) -> None:
-    """Remove a previous run's files from ``out`` so that a fresh run does not resume or append to them."""
+    """Remove a previous run's files from ``out`` so that a fresh run does not resume or append to them
+    (``wgpt.training.train`` does, holding the folder's lock; ``plan_run`` refuses to without --overwrite)."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
 
@@ -64,6 +66,7 @@ def plan_run(
     folders = given_data or [default_data(modality)]
     wavelet = model_flags.get("wavelet") or file.get("model", {}).get("wavelet") or "none"
     out = Path(out) if out is not None else Path("runs") / f"{'+'.join(p.name for p in folders)}-{RUN_NAMES.get(wavelet, wavelet)}"
+    refuse_if_held(out)  # before anything else: a running run's files are not "an earlier run"
     if resume:
         for given, flag in ((preset_name, "--preset"), (config_file, "--config")):
             if given is not None:
@@ -83,36 +86,37 @@ def plan_run(
     train_cfg = override(train_cfg, file.get("train", {}), str(config_file))
     model_cfg = override(model_cfg, model_flags, "flags")
     train_cfg = override(train_cfg, train_flags, "flags")
-    if overwrite:
-        clear_run(out)
     return RunPlan(folders, out, model_cfg, train_cfg, resume=False, data_weights=data_weights)
 
 
 def _resumed(
     data: list[Path] | None, weights: list[float] | None, out: Path, model_flags: dict[str, Any], train_flags: dict[str, Any]
 ) -> RunPlan:
-    from wgpt.checkpoint import load_checkpoint
+    from wgpt.checkpoint import load_checkpoint, model_config_of, train_config_of
 
     if not (out / "last.pt").is_file():
         raise WgptError(f"nothing to resume: {out}/last.pt does not exist (drop --resume to start a new run, or pass --out RUN)")
     ckpt = load_checkpoint(out / "last.pt")
-    saved_model = ModelConfig(**ckpt["model_config"])
+    saved_model = model_config_of(ckpt)
     given = {k: v for k, v in model_flags.items() if v is not None and not (k == "wavelet" and v == "none")}
     changed = {k: v for k, v in given.items() if getattr(saved_model, k) != v}
     if changed:
         flags = ", ".join(sorted(flag_of(ModelConfig, k) for k in changed))
         raise WgptError(f"cannot change the model when resuming ({flags}); start a new run with --out instead")
-    saved_train = TrainConfig(**ckpt["train_config"])
+    saved_train = train_config_of(ckpt)
     if train_flags.get("seed") is not None and train_flags["seed"] != saved_train.seed:
         raise WgptError(
             f"{out} was trained with --seed {saved_train.seed}; resuming keeps its data order: drop --seed, or start a new run with --out"
         )
     train_cfg = override(saved_train, train_flags, "flags")
-    saved = _folders(ckpt["data"])
+    recorded, recorded_weights = ckpt.get("data"), ckpt.get("data_weights")
+    if not is_paths(recorded) or not (recorded_weights is None or is_numbers(recorded_weights)):
+        raise WgptError(f"{out}/last.pt is damaged (its data folders are not recorded): pass --data, or start a new run with --out")
+    saved = _folders(recorded)
     notices = []
     if data is None:  # the data the run was trained on, unless --data says otherwise
         data = saved
-        weights = weights if weights is not None else ckpt.get("data_weights")
+        weights = weights if weights is not None else recorded_weights
     elif [p.resolve() for p in data] != [p.resolve() for p in saved] and _same_tokenizer(data, ckpt["modality"]):
         notices.append(f"resuming on {', '.join(map(str, data))}, not the data {out} was trained on ({', '.join(map(str, saved))})")
     return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights, notices=notices)

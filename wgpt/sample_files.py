@@ -10,12 +10,12 @@ from typing import TextIO
 
 from torch import Tensor
 
-from wgpt.checkpoint import load_checkpoint, model_from_checkpoint
+from wgpt.checkpoint import load_checkpoint, modality_of, model_from_checkpoint
 from wgpt.devices import pick_device
 from wgpt.errors import WgptError
 from wgpt.generation import check_prompt, check_sampling, generate
 from wgpt.io import check_writable
-from wgpt.modalities import Modality, modality_from_spec
+from wgpt.modalities import Modality
 from wgpt.progress import progress_bar
 
 
@@ -87,7 +87,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if req.num_samples < 1:
         raise WgptError(f"--num-samples must be at least 1, got {req.num_samples}")
     ckpt = load_checkpoint(req.ckpt)
-    modality = modality_from_spec(ckpt["modality"])
+    modality = modality_of(ckpt, req.ckpt)
     if req.out is None:
         if not modality.prints_as_text:
             raise WgptError(f"a {modality.name} model writes files: pass --out, e.g. --out sample{modality.output_extensions[0]}")

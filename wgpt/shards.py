@@ -274,6 +274,20 @@ def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, list[
     return dtype, splits
 
 
+def _check_tokenizer(meta: dict[str, Any], path: Path) -> None:
+    """The tokenizer ``meta.json`` records rebuilds, with the vocabulary it states."""
+    from wgpt.modalities import modality_from_spec
+
+    try:
+        vocab = modality_from_spec(meta["modality"]).vocab_size
+    except WgptError as err:
+        raise WgptError(f"{path / META}: {err}") from None
+    if vocab != meta["vocab_size"]:
+        raise WgptError(
+            f"{path / META} is damaged: its tokenizer has {vocab:,} ids but it states a vocabulary of {meta['vocab_size']:,}: run `wgpt prepare` again"
+        )
+
+
 def _checksum_kind(shard: dict[str, Any]) -> str:
     """``crc32`` (version 2) or ``sha256`` (version 1); empty when the entry has neither."""
     return next((kind for kind in ("crc32", "sha256") if isinstance(shard.get(kind), str)), "")
@@ -358,6 +372,8 @@ def open_training_data(paths: Path | list[Path], weights: list[float] | None = N
         if not all(w >= 0 for w in weights) or not any(w > 0 for w in weights):
             raise WgptError(f"--data-weights must be >= 0 with at least one above 0, got {','.join(map(str, weights))}")
     folders = [open_shards(p, verify) for p in paths]
+    for folder in folders:
+        _check_tokenizer(folder.meta, folder.path)
     for other in folders[1:]:
         if other.modality_spec != folders[0].modality_spec:
             raise WgptError(

@@ -12,7 +12,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,8 +30,10 @@ from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.evaluation import estimate_loss
 from wgpt.io import os_reason, write_json
+from wgpt.lock import run_lock
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
+from wgpt.runs import clear_run
 from wgpt.shards import TrainingData, open_training_data
 
 OVERFIT_PATIENCE = 3  # evaluations without a lower validation loss, while training loss falls, before saying so
@@ -116,6 +118,31 @@ def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[
     return ckpt
 
 
+def restore(ckpt: dict[str, Any], model: GPT, optimizer: torch.optim.Optimizer, defaults: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Load a resumed run's weights, optimiser and RNG states; its loop state, checked field by field
+    (checkpoints before --early-stop lack its counters: they take ``defaults``)."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:160]
+        raise WgptError(f"{path} is damaged ({detail}): resume from another checkpoint, or start a new run with --out") from None
+    state = {k: ckpt.get(k, default) for k, default in defaults.items()}
+    interval = state["interval"] if isinstance(state["interval"], list) and len(state["interval"]) == 2 else [None, None]
+    numbers = [state["best_val_loss"], state["elapsed_s"], interval[0]]
+    counts = [state["step"], state["best_step"], state["evals_since_best"], interval[1]]
+    if not (all(_is_number(v) for v in numbers) and all(_is_number(v) and isinstance(v, int) and v >= 0 for v in counts)):
+        raise WgptError(
+            f"{path} is damaged (its step counters are not numbers): resume from another checkpoint, or start a new run with --out"
+        )
+    return state
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def initial_weights(path: Path, data: TrainingData) -> dict[str, Any]:
     """The checkpoint a fine-tuning run starts from, checked against its data: same modality and tokenizer."""
     ckpt = load_checkpoint(path)
@@ -178,24 +205,37 @@ def train(
         "interval": [0.0, 0],
     }
     if resume:
-        ckpt = resume_state(out, model_cfg, shards)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        state = {k: ckpt.get(k, default) for k, default in state.items()}  # checkpoints before --early-stop lack its counters
+        state = restore(resume_state(out, model_cfg, shards), model, optimizer, state, out / "last.pt")
         if state["step"] >= train_cfg.steps:
             raise WgptError(f"{out}/last.pt is already at step {state['step']}: pass a larger --steps to continue")
-    if ctx.is_main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise WgptError(f"cannot create the run folder {out}: {os_reason(err)}; choose another --out") from None
-        write_json(
-            out / "config.json",
-            {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": shards.describe(), "data_weights": shards.weights},
-        )
-    runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
-    return runner.run(show_progress)
+    with contextlib.ExitStack() as held:
+        if ctx.is_main:
+            held.enter_context(_locked_run_folder(out))
+            if not resume:  # a fresh run: nothing of an earlier one may be resumed or appended to
+                clear_run(out)
+            write_json(
+                out / "config.json",
+                {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": shards.describe(), "data_weights": shards.weights},
+            )
+        runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
+        return runner.run(show_progress)
+
+
+@contextlib.contextmanager
+def _locked_run_folder(out: Path) -> Iterator[None]:
+    """Make ``out`` if needed and hold its lock (``wgpt.lock``) while the run writes there."""
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WgptError(f"cannot create the run folder {out}: {os_reason(err)}; choose another --out") from None
+    try:
+        with run_lock(out):
+            yield
+    finally:
+        if made:  # a run refused before it wrote anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
 
 
 class Runner:
@@ -248,7 +288,10 @@ class Runner:
         chunks = local.split(self.micro)
         total = 0.0
         for i, chunk in enumerate(chunks):
-            x, y = (t.to(self.device, non_blocking=True) for t in get_batch(self.shards.train, chunk, self.model_cfg.context))
+            x, y = (
+                t.to(self.device, non_blocking=True)
+                for t in get_batch(self.shards.train, chunk, self.model_cfg.context, self.model_cfg.vocab_size)
+            )
             sync = i == len(chunks) - 1
             with ctx.no_sync(self.ddp, sync), torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext():
                 _, loss = self.forward(x, y)

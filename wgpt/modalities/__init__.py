@@ -24,8 +24,20 @@ def modality_class(name: str) -> type[Modality]:
 
 
 def modality_from_spec(spec: dict[str, Any]) -> Modality:
-    """Rebuild a modality (with its tokenizer) from the spec stored in shards and checkpoints."""
-    return modality_class(spec["name"]).from_spec(spec)
+    """Rebuild a modality (with its tokenizer) from the spec stored in shards and checkpoints.
+
+    Specs come from files, which may be damaged or crafted: whatever the rebuild raises is one line.
+    """
+    if not isinstance(spec, dict) or spec.get("name") not in _CLASSES:
+        raise WgptError("the recorded modality is damaged (no known modality name): prepare the data again")
+    cls = modality_class(spec["name"])
+    try:
+        return cls.from_spec(spec)
+    except WgptError:
+        raise
+    except Exception as err:
+        detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:160] or type(err).__name__
+        raise WgptError(f"the recorded {spec['name']} tokenizer is damaged ({detail}): prepare the data again") from None
 
 
 __all__ = ["Modality", "SkipFile", "modality_class", "modality_from_spec"]

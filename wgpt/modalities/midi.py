@@ -297,6 +297,10 @@ def _tokenizer_from_dict(params: dict[str, Any]) -> Any:
     """
     import miditok
 
+    if params.get("tokenization") not in TOKENIZERS:  # never an arbitrary attribute of miditok
+        raise WgptError(
+            f"the recorded MIDI tokenizer {params.get('tokenization')!r} is not one wgpt uses ({', '.join(TOKENIZERS)}): prepare the data again"
+        )
     config = miditok.TokenizerConfig.from_dict(_config_from_json(params["config"]))
     tok = getattr(miditok, params["tokenization"])(config)
     if "_model" in params:

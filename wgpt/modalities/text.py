@@ -68,6 +68,8 @@ class TextModality(Modality):
             raise WgptError(f"--bpe-train-bytes must be at least 1, got {bpe_train_bytes}")
         if encoder not in bpe_lib.ENCODERS:
             raise WgptError(f"unknown BPE encoder {encoder!r} in the text spec: choose one of {', '.join(bpe_lib.ENCODERS)}")
+        if chars is not None and not (isinstance(chars, str) and chars and len(set(chars)) == len(chars)):
+            raise WgptError("the recorded character table is damaged (empty, or a character twice): prepare the data again")
         self.tokenizer = tokenizer
         self.requested_vocab = vocab_size
         self.chars = chars  # chars: the vocabulary, one character per id
@@ -128,6 +130,9 @@ class TextModality(Modality):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TextModality:
+        needs = {"chars": "chars", "bpe": "bpe_json"}.get(spec["tokenizer"])
+        if needs and not isinstance(spec.get(needs), str):
+            raise WgptError(f"the recorded {spec['tokenizer']} tokenizer is damaged (no {needs}): prepare the data again")
         return cls(spec["tokenizer"], chars=spec.get("chars"), bpe_json=spec.get("bpe_json"), encoder=spec.get("encoder", "tokenizers"))
 
     # -- files to ids ---------------------------------------------------------------------
