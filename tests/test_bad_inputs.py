@@ -229,7 +229,7 @@ TRAIN = [
     row("train --data {text} -o {root}/o/t13 --position alibi", "unknown --position", id="unknown-position"),
     row("train --data {text} -o {root}/o/t14 --wavelet-kind db4", "unknown --wavelet-kind", id="unknown-wavelet"),
     row("train --data {text} -o {root}/o/t15 --device tpu", "unknown --device", id="unknown-device"),
-    row("train --data {text} -o {root}/o/t16 --lr 0", "--lr must be positive", id="zero-lr"),
+    row("train --data {text} -o {root}/o/t16 --lr 0", "--lr must be a positive number", id="zero-lr"),
     row(
         "train --data {root}/nowhere -o {root}/o/t17 --grad-clip -1",
         "--grad-clip",
@@ -241,6 +241,18 @@ TRAIN = [
         id="negative-weight-decay",
     ),
     row("train --data {text} -o {bad}/a-file", "cannot create the run folder", id="out-is-a-file"),
+    row("train --data {text} -o {root}/o/t40 --layers 5000", "--layers must be at most 1,024", id="huge-layers"),
+    row("train --data {text} -o {root}/o/t41 --width 70000 --heads 1", "--width must be at most 65,536", id="huge-width"),
+    row(
+        "train --data {text} -o {root}/o/t42 --layers 1000 --width 8192 --heads 8 --context 32",
+        "needs at least",  # 270 billion parameters, refused before a byte of them is allocated
+        id="model-beyond-memory",
+    ),
+    row("train --data {text} -o {root}/o/t43 --batch-size 100000", "--batch-size must be at most 65,536", id="huge-batch"),
+    row("train --data {text} -o {root}/o/t44 --eval-batches 1000000", "--eval-batches must be at most 16,384", id="huge-eval-batches"),
+    row("train --data {text} -o {root}/o/t45 --seed 99999999999999999999", "--seed must be a whole number from 0", id="seed-overflow"),
+    row("train --data {text} -o {root}/o/t46 --lr inf", "--lr must be a positive number", id="infinite-lr"),
+    row("train --data {text} -o {root}/o/t47 --beta2 5", "--beta2 must be in [0, 1)", id="beta2-out-of-range"),
     row(
         "train --data {text} -o {bad}/a-file/run",
         "cannot create the run folder",
@@ -370,8 +382,8 @@ SAMPLE = [
     row("sample --ckpt {T} --out {root}/o/s", "text model writes", id="text-ckpt-no-extension"),
     row("sample --ckpt {A} --out {root}/o/s.mid", "writes .wav files", id="audio-ckpt-mid-out"),
     row("sample --ckpt {M} --out {root}/o/s.txt", "writes .mid, .midi, .wav files", id="midi-ckpt-txt-out"),
-    row("sample --ckpt {T} --out {root}/o/s.txt --temperature 0", "--temperature must be > 0", id="temperature-zero"),
-    row("sample --ckpt {T} --out {root}/o/s.txt --temperature -1", "--temperature must be > 0", id="temperature-negative"),
+    row("sample --ckpt {T} --out {root}/o/s.txt --temperature 0", "--temperature must be between", id="temperature-zero"),
+    row("sample --ckpt {T} --out {root}/o/s.txt --temperature -1", "--temperature must be between", id="temperature-negative"),
     row("sample --ckpt {T} --out {root}/o/s.txt --top-p 0", "--top-p must be in (0, 1]", id="top-p-zero"),
     row("sample --ckpt {T} --out {root}/o/s.txt --top-p 1.5", "--top-p must be in (0, 1]", id="top-p-above-one"),
     row("sample --ckpt {T} --out {root}/o/s.txt --top-k 0", "--top-k must be >= 1", id="top-k-zero"),
@@ -427,6 +439,28 @@ SAMPLE = [
         "unknown --device",
         id="unknown-device",
     ),
+    # sizes past a limit: refused before anything is allocated, the limit in the message
+    row(
+        "sample --ckpt {T} --out {root}/o/s.txt --tokens 1000000000", "--tokens must be at least 1 and at most 20,000,000", id="huge-tokens"
+    ),
+    row(
+        "sample --ckpt {T} --out {root}/o/s.txt --num-samples 100000",
+        "--num-samples must be at least 1 and at most 256",
+        id="huge-num-samples",
+    ),
+    row("sample --ckpt {A} --out {root}/o/s.wav --seconds 1e7", "--seconds must be a positive number of at most", id="huge-seconds"),
+    row("sample --ckpt {A} --out {root}/o/s.wav --seconds nan", "--seconds must be", id="nan-seconds"),
+    row(
+        "sample --ckpt {T} --out {root}/o/s.txt --num-samples 256 --tokens 20000000",
+        "needs at least",  # 41 GB of ids: more than any CI machine has
+        id="samples-beyond-memory",
+    ),
+    row("sample --ckpt {T} --out {root}/o/s.txt --temperature inf", "--temperature must be between", id="temperature-inf"),
+    row("sample --ckpt {T} --out {root}/o/s.txt --temperature 1e-310", "--temperature must be between", id="temperature-denormal"),
+    row(
+        "sample --ckpt {T} --out {root}/o/s.txt --seed 99999999999999999999999", "--seed must be a whole number from 0", id="seed-overflow"
+    ),
+    row("sample --ckpt {T} --out {root}/o/s.txt --seed -1", "--seed must be a whole number from 0", id="seed-negative"),
 ]
 
 

@@ -250,7 +250,7 @@ def test_bad_input_is_one_clear_line(workdir: Path, args, message):
     ("args", "message"),
     [
         (["--out", "x.mid"], "writes .txt, .md files"),
-        (["--out", "x.txt", "--temperature", "0"], "--temperature must be > 0"),
+        (["--out", "x.txt", "--temperature", "0"], "--temperature must be between"),
         (["--out", "x.txt", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--out", "x.txt", "--top-k", "0"], "--top-k must be >= 1"),
         (["--out", "x.txt", "--prompt", "x" * 40], "longer than the model's context"),

@@ -91,6 +91,7 @@ def test_a_lock_left_by_a_dead_process_is_stale_and_taken_over(shards, tmp_path)
 
 def test_the_lock_is_released_when_training_fails(shards, tmp_path, monkeypatch):
     run = tmp_path / "run"
+    run.mkdir()  # a folder it did not make is kept
 
     def crash(self, step):
         raise RuntimeError("a bug")
@@ -98,9 +99,12 @@ def test_the_lock_is_released_when_training_fails(shards, tmp_path, monkeypatch)
     monkeypatch.setattr("wgpt.training.Runner.train_step", crash)
     with pytest.raises(RuntimeError):
         train(shards, run, MODEL, TRAIN, show_progress=False)
-    assert holder(run) is None
+    assert holder(run) is None and not (run / LOCK_NAME).exists()
     with run_lock(run):  # free to take
         pass
+    with pytest.raises(RuntimeError):
+        train(shards, tmp_path / "new", MODEL, TRAIN, show_progress=False)
+    assert not (tmp_path / "new").exists()  # failed before its first checkpoint: no half-made folder
 
 
 def test_a_refused_run_leaves_no_folder_behind(shards, tmp_path, monkeypatch):
@@ -318,3 +322,76 @@ def test_shards_with_ids_beyond_the_stated_vocabulary_are_one_line(shards, tmp_p
     meta.update(vocab_size=100, modality={"name": "text", "tokenizer": "chars", "chars": chars})  # the shards hold bytes up to 255
     (data / "meta.json").write_text(json.dumps(meta))
     one_line_error(cli("train", "--data", data, "--out", tmp_path / "r", "--no-verify", *TINY), "outside the vocabulary of 100")
+
+
+def test_a_checkpoint_whose_config_describes_more_than_it_holds_is_refused_before_allocating(trained, tmp_path):
+    run = _crafted(trained, tmp_path, lambda c: c["model_config"].update(n_layer=1000, d_model=8192, n_head=8, d_ff=32768), "best.pt")
+    one_line_error(cli("sample", "--ckpt", run / "best.pt", "--tokens", "3", "-q"), "its config describes", "but it holds")
+
+
+# -- 10. sizes: refused before they are allocated ----------------------------------------------------
+def test_under_a_memory_limit_a_model_too_big_is_one_line_not_a_crash(shards, tmp_path):
+    """``ulimit -v 3 GiB``: 300M parameters need 4.8 GB for weights, gradients and AdamW alone."""
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIM_INFINITY)); "
+        "sys.argv = ['wgpt'] + sys.argv[1:]; from wgpt.cli import run; run()"
+    )
+    args = ["train", "--data", str(shards), "--out", str(tmp_path / "big"), "--layers", "24", "--width", "1024", "--ffn", "4096"]
+    args += ["--heads", "8", "--context", "32", "--batch-size", "4", "--device", "cpu", "-q"]
+    package_root = str(Path(wgpt.__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": package_root, "COLUMNS": "1000", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs at least" in lines[0] and "more than the" in lines[0] and "available" in lines[0], done.stderr
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_audio_file_with_an_absurd_sample_rate_is_skipped_and_counted(tmp_path):
+    import wave
+
+    import numpy as np
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, rate in (("one-hertz.wav", 1), ("fine.wav", 8000)):
+        with wave.open(str(src / name), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(rate)
+            f.writeframes((np.sin(np.arange(16000) / 5) * 8000).astype("<i2").tobytes())  # 32 KB: 4.4 hours at 1 Hz
+    result = cli("prepare", "audio", src, "--out", tmp_path / "data", "-q", "--val-fraction", "0.5")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "data" / "report.json").read_text())
+    reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert "a sample rate of 1 Hz" in reasons["one-hertz.wav"]
+
+
+def test_a_prompt_that_cannot_be_encoded_is_one_line(trained):
+    one_line_error(
+        cli("sample", "--ckpt", trained / "best.pt", "--prompt", "abc\udcff", "--tokens", "3", "-q"), "--prompt is not valid UTF-8"
+    )
+
+
+def test_eval_json_is_strict_json_and_never_nan():
+    from wgpt.io import json_safe
+
+    assert json.dumps(json_safe({"loss": float("nan"), "stats": [float("inf"), 1.5], "n": 3}), allow_nan=False) == (
+        '{"loss": null, "stats": [null, 1.5], "n": 3}'
+    )
+
+
+def test_eval_json_parses_without_nan_constants(trained):
+    result = cli("eval", "--ckpt", trained / "best.pt", "--json", "--samples", "0")
+    assert result.exit_code == 0, result.output
+
+    def refuse(name):
+        raise AssertionError(f"bare {name} in eval --json")
+
+    parsed = json.loads(result.output, parse_constant=refuse)
+    assert parsed["loss"] > 0 and parsed["bits_per_byte"] > 0

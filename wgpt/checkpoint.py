@@ -21,6 +21,7 @@ import torch
 from wgpt.config import MODALITY_NAMES, ModelConfig, TrainConfig, config_from_dict, to_dict
 from wgpt.errors import WgptError
 from wgpt.io import atomic_path
+from wgpt.limits import check_fits, model_params
 from wgpt.model import GPT
 
 FORMAT = "wgpt-checkpoint"
@@ -144,7 +145,13 @@ def modality_of(ckpt: dict[str, Any], path: Path) -> Any:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> GPT:
-    model = GPT(model_config_of(ckpt))
+    cfg = model_config_of(ckpt)
+    described = model_params(cfg)
+    held = sum(t.numel() for name, t in ckpt["model"].items() if name != "head.weight")  # the head is tied
+    if described > 2 * held + 100_000:  # a crafted config must not make us allocate what the file does not hold
+        raise WgptError(f"the checkpoint is damaged: its config describes {described:,} parameters but it holds {held:,}")
+    check_fits(4 * described, f"a model of {described:,} parameters", "use a machine with more memory")
+    model = GPT(cfg)
     load_weights(model, ckpt)
     return model
 

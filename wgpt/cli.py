@@ -23,7 +23,7 @@ from rich.table import Table
 from wgpt import __version__
 from wgpt.config import ModelConfig, TrainConfig, flag_of
 from wgpt.errors import WgptError
-from wgpt.io import os_reason
+from wgpt.io import json_safe, os_reason
 from wgpt.options import config_options
 from wgpt.progress import console as err_console
 
@@ -76,6 +76,12 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             where = err.filename2 or err.filename or "a file"
             message = f"cannot use {where}: {os_reason(err)}; check the path, or pass another one"
             err_console.print(f"[bold red]error:[/] {_e(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (MemoryError, RuntimeError) as err:  # an allocation no check foresaw; other RuntimeErrors are bugs
+            if _debug or (not isinstance(err, MemoryError) and "can't allocate memory" not in str(err) and "out of memory" not in str(err)):
+                raise
+            message = "out of memory: lower --batch-size (or pass --micro-batch), --context or the model's size, or --num-samples"
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
@@ -385,8 +391,8 @@ def eval_cmd(
     from wgpt.evaluation import evaluate
 
     result = evaluate(ckpt, data, max_tokens=max_tokens, samples=samples, device=device)
-    if as_json:
-        print(json.dumps(result))
+    if as_json:  # JSON has no NaN or Infinity: a loss that is not finite is null
+        print(json.dumps(json_safe(result), allow_nan=False))
         return
     out_console.print(
         f"{_e(ckpt)}: {result['modality']}, wavelet {result['wavelet']}, step {result['step']}", highlight=False, soft_wrap=True

@@ -7,6 +7,7 @@ fails early with a message naming the flag that sets it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from wgpt.errors import WgptError
 WaveletKind = Literal["none", "haar", "learnable"]
 WAVELET_KINDS: tuple[str, ...] = ("none", "haar", "learnable")
 MODALITY_NAMES: tuple[str, ...] = ("text", "midi", "audio")
+MAX_SEED = 2**32 - 1  # batches seed a generator with seed * 1_000_003 + step, which must stay within 64 bits
 
 
 def setting(default: Any, flag: str | None, help: str) -> Any:
@@ -48,6 +50,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "vocab_size", "n_layer", "n_head", "d_model", "d_ff", "context")
+        _at_most(self, vocab_size=1 << 32, n_layer=1024, n_head=1024, d_model=1 << 16, d_ff=1 << 18, context=1 << 20)
         if self.d_model % self.n_head:
             raise WgptError(f"--width {self.d_model} must be divisible by --heads {self.n_head}")
         if self.position == "rope" and (self.d_model // self.n_head) % 2:
@@ -84,15 +87,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "steps", "batch_size", "eval_interval", "eval_batches")
+        _at_most(self, batch_size=1 << 16, eval_batches=1 << 14, steps=1 << 40)
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise WgptError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {self.seed!r}")
         if self.micro_batch < 0 or (self.micro_batch and self.batch_size % self.micro_batch):
             raise WgptError(f"--micro-batch {self.micro_batch} must divide --batch-size {self.batch_size}")
-        if not self.lr > 0:
-            raise WgptError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise WgptError(f"--lr must be a positive number, got {self.lr}")
         if self.warmup < 0:
             raise WgptError(f"--warmup must be >= 0, got {self.warmup}")
         if self.early_stop < 0:
             raise WgptError(f"--early-stop must be >= 0 (0 never stops early), got {self.early_stop}")
-        if not self.weight_decay >= 0:
+        if not 0 <= self.weight_decay < math.inf:
             raise WgptError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not self.grad_clip >= 0:
             raise WgptError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
@@ -123,6 +129,14 @@ def check_device_name(name: str) -> None:
     """``--device`` takes auto, cpu, cuda, cuda:N or mps."""
     if name not in ("auto", "cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
         raise WgptError(f"unknown --device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
+
+
+def _at_most(cfg: object, **limits: int) -> None:
+    """Sizes past these are typing mistakes, refused before anything is allocated for them."""
+    for name, limit in limits.items():
+        value = getattr(cfg, name)
+        if value > limit:
+            raise WgptError(f"{flag_of(cfg, name)} must be at most {limit:,}, got {value:,}")
 
 
 def _positive(cfg: object, *names: str) -> None:

@@ -61,8 +61,8 @@ def evaluate(
     """Loss over the validation split (non-overlapping context windows, up to ``max_tokens``)."""
     if max_tokens < 1:
         raise WgptError(f"--max-tokens must be at least 1, got {max_tokens}")
-    if samples < 0:
-        raise WgptError(f"--samples must be 0 (none) or more, got {samples}")
+    if not 0 <= samples <= 64:
+        raise WgptError(f"--samples must be from 0 (none) to 64, got {samples}")
     ckpt = load_checkpoint(ckpt_path)
     modality = modality_of(ckpt, ckpt_path)
     shards = open_training_data(resolve_data(ckpt, data, ckpt_path))

@@ -22,7 +22,7 @@ from typing import Any
 
 from wgpt.checkpoint import FORMAT, VERSION, load_checkpoint, modality_of, model_from_checkpoint, state_digest
 from wgpt.errors import WgptError
-from wgpt.io import atomic_path, os_reason, usual_mode, write_json
+from wgpt.io import atomic_path, json_safe, os_reason, usual_mode, write_json
 
 EXPORT_FORMAT = "wgpt-export"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
@@ -51,18 +51,13 @@ def export(src: Path, out: Path) -> Path:
     with atomic_path(out / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
         usual_mode(tmp)  # safetensors writes its file 0600; an export is meant to be shared
-    trained = {k: _finite(ckpt.get(k)) for k in TRAINED}
+    trained = {k: json_safe(ckpt.get(k)) for k in TRAINED}  # a run that never evaluated has a best loss of inf
     settings = {"format": EXPORT_FORMAT, "version": VERSION, "model_config": ckpt["model_config"], "modality": ckpt["modality"], **trained}
     settings["weights_sha256"] = state_digest({"model": tensors})  # checked on load: a flipped bit is refused
     write_json(out / CONFIG, settings)
     with atomic_path(out / CARD) as tmp:
         tmp.write_text(model_card(ckpt, ckpt_path), encoding="utf-8")
     return out
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no Infinity or NaN: a run that never evaluated records its best loss as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def load_export(folder: Path) -> dict[str, Any]:

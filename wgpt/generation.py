@@ -39,9 +39,13 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+TEMPERATURES = (1e-4, 1e4)  # below, logits / temperature overflows to inf; above, every token is equally likely
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not temperature > 0:
-        raise WgptError(f"--temperature must be > 0, got {temperature} (use --top-k 1 for greedy decoding)")
+    low, high = TEMPERATURES
+    if not low <= temperature <= high:
+        raise WgptError(f"--temperature must be between {low:g} and {high:g}, got {temperature} (use --top-k 1 for greedy decoding)")
     if top_k is not None and top_k < 1:
         raise WgptError(f"--top-k must be >= 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

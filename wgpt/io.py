@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import wave
@@ -97,6 +98,17 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_json(path: Path, obj: Any, durable: bool = True) -> None:

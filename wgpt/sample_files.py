@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +10,17 @@ from typing import TextIO
 from torch import Tensor
 
 from wgpt.checkpoint import load_checkpoint, modality_of, model_from_checkpoint
+from wgpt.config import MAX_SEED
 from wgpt.devices import pick_device
 from wgpt.errors import WgptError
 from wgpt.generation import check_prompt, check_sampling, generate
 from wgpt.io import check_writable
+from wgpt.limits import check_fits
 from wgpt.modalities import Modality
 from wgpt.progress import progress_bar
+
+MAX_NEW_TOKENS = 20_000_000  # 21 minutes of 16 kHz audio; 160 MB of ids a sample
+MAX_SAMPLES = 256
 
 
 @dataclass
@@ -51,13 +55,16 @@ def new_token_count(req: SampleRequest, modality: Modality) -> int:
             raise WgptError(f"--seconds applies to audio models; this is a {modality.name} model: use --tokens")
         if req.tokens is not None:
             raise WgptError("give either --tokens or --seconds, not both")
-        if not 0 < req.seconds < math.inf:
-            raise WgptError(f"--seconds must be a positive number, got {req.seconds}")
-        return round(req.seconds * modality.tokens_per_second)
+        most = MAX_NEW_TOKENS / modality.tokens_per_second
+        if not 0 < req.seconds <= most:
+            raise WgptError(
+                f"--seconds must be a positive number of at most {most:,.0f} ({MAX_NEW_TOKENS:,} samples at {modality.tokens_per_second:,.0f} Hz), got {req.seconds}"
+            )
+        return max(1, round(req.seconds * modality.tokens_per_second))
     if req.tokens is None:
         return round(modality.tokens_per_second) if modality.tokens_per_second else 500
-    if req.tokens < 1:
-        raise WgptError(f"--tokens must be at least 1, got {req.tokens}")
+    if not 1 <= req.tokens <= MAX_NEW_TOKENS:
+        raise WgptError(f"--tokens must be at least 1 and at most {MAX_NEW_TOKENS:,}, got {req.tokens:,}")
     return req.tokens
 
 
@@ -84,8 +91,10 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     ``show_progress`` shows a progress bar over the new tokens.
     """
     check_sampling(req.temperature, req.top_k, req.top_p)
-    if req.num_samples < 1:
-        raise WgptError(f"--num-samples must be at least 1, got {req.num_samples}")
+    if not 1 <= req.num_samples <= MAX_SAMPLES:
+        raise WgptError(f"--num-samples must be at least 1 and at most {MAX_SAMPLES}, got {req.num_samples:,}")
+    if not 0 <= req.seed <= MAX_SEED:
+        raise WgptError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {req.seed}")
     ckpt = load_checkpoint(req.ckpt)
     modality = modality_of(ckpt, req.ckpt)
     if req.out is None:
@@ -106,6 +115,9 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if len(prompt) > model.cfg.context and req.trim_prompt:
         context_prompt = prompt[-model.cfg.context :]
     check_prompt(context_prompt, model.cfg.context)  # before anything is printed
+    cfg = model.cfg
+    per_sample = 8 * (len(context_prompt) + n_new) + 8 * cfg.n_layer * cfg.context * cfg.d_model + 4 * cfg.vocab_size  # ids, cache, logits
+    check_fits(req.num_samples * per_sample, f"{req.num_samples} sample(s) of {n_new:,} tokens", "lower --num-samples or --tokens")
     paths = [] if req.out is None else output_paths(req.out, req.num_samples)
     for path in paths:
         check_writable(path)  # before generating, which can take minutes
@@ -133,9 +145,10 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
         )
     if stream is not None:
         stream.close()
+    written = []
     for path, ids in zip(paths, samples, strict=False):
-        modality.write((prompt if keep_prompt else []) + ids, path)
-    return paths
+        written += modality.write((prompt if keep_prompt else []) + ids, path)
+    return written
 
 
 # Control characters other than tab, line feed and carriage return would act on the terminal

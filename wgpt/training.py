@@ -30,6 +30,7 @@ from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.evaluation import estimate_loss
 from wgpt.io import os_reason, write_json
+from wgpt.limits import check_fits, model_params, training_bytes
 from wgpt.lock import run_lock
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
@@ -118,6 +119,17 @@ def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[
     return ckpt
 
 
+def check_training_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, world_size: int, device: torch.device) -> None:
+    """Refuse, before allocating, a model and batch that cannot fit in memory (``wgpt.limits``)."""
+    micro = train_cfg.micro_batch or train_cfg.batch_size // world_size
+    check_fits(
+        training_bytes(model_cfg, micro),
+        f"training {model_params(model_cfg):,} parameters on micro-batches of {micro} x {model_cfg.context} tokens",
+        "lower --layers, --width, --ffn or --context, or pass --micro-batch to split each batch",
+        str(device) if device.type == "cuda" else "cpu",
+    )
+
+
 def restore(ckpt: dict[str, Any], model: GPT, optimizer: torch.optim.Optimizer, defaults: dict[str, Any], path: Path) -> dict[str, Any]:
     """Load a resumed run's weights, optimiser and RNG states; its loop state, checked field by field
     (checkpoints before --early-stop lack its counters: they take ``defaults``)."""
@@ -191,6 +203,7 @@ def train(
     if resume and not (out / "last.pt").is_file():
         raise WgptError(f"nothing to resume: {out}/last.pt does not exist (drop --resume to start a new run)")
 
+    check_training_fits(model_cfg, train_cfg, ctx.world_size, device)
     torch.manual_seed(train_cfg.seed)  # same seed, same initial weights (wavelet adds no random state)
     model = GPT(model_cfg).to(device)
     if start is not None:
@@ -232,10 +245,15 @@ def _locked_run_folder(out: Path) -> Iterator[None]:
     try:
         with run_lock(out):
             yield
+    except BaseException:
+        if made and not (out / "last.pt").exists():  # failed before its first checkpoint: no half-made folder is left
+            clear_run(out)
+            (out / "config.json").unlink(missing_ok=True)
+        raise
     finally:
-        if made:  # a run refused before it wrote anything leaves no empty folder behind
+        if made:
             with contextlib.suppress(OSError):
-                out.rmdir()
+                out.rmdir()  # only if empty
 
 
 class Runner:

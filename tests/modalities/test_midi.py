@@ -285,7 +285,23 @@ def test_write_refuses_unknown_extension_and_missing_soundfont(tmp_path: Path) -
         modality.write([modality.separator], tmp_path / "song.mp3")
     with pytest.raises(WgptError, match=r"soundfont .* not found"):
         modality.write([modality.separator], tmp_path / "song.wav")
-    assert not list(tmp_path.iterdir())  # nothing half-written
+    assert [p.name for p in tmp_path.iterdir()] == ["song.mid"]  # the notes are kept; no half-written .wav
+
+
+def test_rendering_notes_hours_apart_is_capped_and_keeps_the_whole_mid(remi: MidiModality, tmp_path: Path) -> None:
+    from wgpt.modalities.midi import RENDER_LIMIT_S
+
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(100, 60, 0.0, 0.5), pretty_midi.Note(100, 64, 5 * 3600.0, 5 * 3600.5)]  # five hours apart
+    pm.instruments.append(piano)
+    pm.write(str(tmp_path / "far.mid"))
+    ids = remi.encode_file(tmp_path / "far.mid")
+    written = remi.write(ids, tmp_path / "out.wav")
+    assert written == [tmp_path / "out.mid", tmp_path / "out.wav"]
+    with wave.open(str(tmp_path / "out.wav")) as f:
+        assert f.getnframes() <= (RENDER_LIMIT_S + 2) * f.getframerate()  # not 5 hours (800 MB)
+    assert pretty_midi.PrettyMIDI(str(tmp_path / "out.mid")).get_end_time() > 3600  # the .mid keeps every note
 
 
 # -- prompts -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ PEAK = 0.95  # each file's loudest sample after normalisation (see the module do
 SILENCE_PEAK = 1e-3  # -60 dBFS: normalising a quieter file takes over 1000x gain, which mostly amplifies noise
 CLIP_LEVEL = 0.999  # decoded |x| at or above this counts as clipped: only the outermost classes reach it
 BLOCK_FRAMES = 1 << 16  # frames read per block: about 1.5 s at 44.1 kHz
+MIN_SOURCE_RATE, MAX_SOURCE_RATE = 1000, 768_000  # rates recordings have; others come from damaged headers
 PIECE_FRAMES = 1 << 26  # source frames per piece: 25 minutes at 44.1 kHz, which keeps most tracks whole (one decoding pass)
 MARGIN_S = 0.1  # seconds of neighbouring audio the resampler sees around a piece (its filter spans milliseconds)
 RESAMPLE_QUALITY = "HQ"  # soxr: 20-bit precision, passband to 91% of the output Nyquist
@@ -115,7 +116,7 @@ def _open(path: Path) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise SkipFile("empty file (0 bytes)")
     try:
-        return sf.SoundFile(path)
+        f = sf.SoundFile(path)
     except sf.LibsndfileError as err:
         if _looks_like_text(path):
             raise SkipFile("text, not audio (renamed or mislabelled file)") from None
@@ -123,6 +124,12 @@ def _open(path: Path) -> sf.SoundFile:
         if "not recognised" in detail:
             raise SkipFile(f"not a format libsndfile reads ({detail}); convert it to WAV or FLAC with ffmpeg") from None
         raise SkipFile(f"corrupt or unsupported audio ({detail})") from None
+    if not MIN_SOURCE_RATE <= f.samplerate <= MAX_SOURCE_RATE:  # resampling 1 Hz to 16 kHz asks for 16,000 times the samples
+        f.close()
+        raise SkipFile(
+            f"a sample rate of {f.samplerate:,} Hz, outside {MIN_SOURCE_RATE:,}-{MAX_SOURCE_RATE:,} Hz (a damaged or crafted header)"
+        )
+    return f
 
 
 def _resampler(source_rate: int, rate: int) -> soxr.ResampleStream:
@@ -328,12 +335,13 @@ class AudioModality(Modality):
             raise ValueError(f"token id outside the vocabulary of {self.vocab_size}")
         return mulaw_decode(ids, self.bits)
 
-    def write(self, ids: list[int], path: Path) -> None:
+    def write(self, ids: list[int], path: Path) -> list[Path]:
         """Mono 16-bit PCM WAV at the model's rate, written atomically."""
         path = Path(path)
         if path.suffix.lower() not in self.output_extensions:
             raise WgptError(f"audio is written as WAV: name the output {path.with_suffix('.wav').name}")
         write_wav(path, np.round(self.decode(ids) * PCM_SCALE).astype(np.int16), self.sample_rate)
+        return [path]
 
     def statistics(self, sequences: list[list[int]]) -> dict[str, float]:
         """Loudness, clipping and brightness over all sequences ({} if there are no samples).

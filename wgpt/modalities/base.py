@@ -145,8 +145,8 @@ class Modality(ABC):
         """Generated ids as the modality's own object: text, a ``symusic.Score``, a waveform."""
 
     @abstractmethod
-    def write(self, ids: list[int], path: Path) -> None:
-        """Write generated ids to ``path`` (its extension is one of ``output_extensions``)."""
+    def write(self, ids: list[int], path: Path) -> list[Path]:
+        """Write generated ids to ``path`` (its extension is one of ``output_extensions``); the files written."""
 
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through this SoundFont: only modalities that render notes can."""

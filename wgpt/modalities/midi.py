@@ -37,6 +37,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 BOS, EOS = "BOS_None", "EOS_None"
 BPE_TRAIN_BYTES = 100_000_000  # MIDI bytes BPE learns from by default: tens of thousands of files
 SAMPLE_RATE = 22050  # rendering rate of `--out song.wav`: enough for sine or soundfont previews
+RENDER_LIMIT_S = 600.0  # at most 10 minutes rendered (53 MB of samples): notes hours apart must not ask for gigabytes
 _VERSION_KEYS = ("miditok_version", "symusic_version", "hf_tokenizers_version")
 
 
@@ -195,18 +196,21 @@ class MidiModality(Modality):
         except Exception:  # MidiTok raises many types on ill-formed sequences
             return None
 
-    def write(self, ids: list[int], path: Path) -> None:
-        """Write the first piece of ``ids`` as MIDI, or render it to a mono 16-bit WAV."""
+    def write(self, ids: list[int], path: Path) -> list[Path]:
+        """Write the first piece of ``ids`` as MIDI; for a ``.wav``, the MIDI beside it and its
+        first ``RENDER_LIMIT_S`` seconds rendered to mono 16-bit audio."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in self.output_extensions:
             kinds = ", ".join(self.output_extensions)
             raise WgptError(f"cannot write MIDI as {suffix or 'a file without extension'}: use one of {kinds}")
         score = self.decode(ids)
-        if suffix == ".wav":
+        if suffix == ".wav":  # the notes first, kept whatever happens to the rendering
+            write_atomic(path.with_suffix(".mid"), _midi_bytes(score))
             write_wav(path, (np.clip(self._render(score), -1.0, 1.0) * 32767).astype(np.int16), SAMPLE_RATE)
-            return
+            return [path.with_suffix(".mid"), path]
         write_atomic(path, _midi_bytes(score))
+        return [path]
 
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through FluidSynth and this SoundFont; checked now, before any generation."""
@@ -218,7 +222,7 @@ class MidiModality(Modality):
 
     def _render(self, score: Any) -> np.ndarray:
         """Audio in [-1, 1]: through FluidSynth when a soundfont is set, else pretty_midi's sines."""
-        pm = _pretty(score)
+        pm = _cut_at(_pretty(score), RENDER_LIMIT_S)
         if self.soundfont is None:
             return _normalise(pm.synthesize(fs=SAMPLE_RATE, normalize=False))
         if not Path(self.soundfont).is_file():
@@ -390,6 +394,21 @@ def _pretty(score: Any) -> Any:
     import pretty_midi
 
     return pretty_midi.PrettyMIDI(io.BytesIO(_midi_bytes(score)))
+
+
+def _cut_at(pm: Any, seconds: float) -> Any:
+    """``pm`` without anything from ``seconds`` on (notes cut there), so that rendering it stays bounded."""
+    if pm.get_end_time() <= seconds:
+        return pm
+    for inst in pm.instruments:
+        inst.notes = [n for n in inst.notes if n.start < seconds]
+        for note in inst.notes:
+            note.end = min(note.end, seconds)
+        inst.pitch_bends = [b for b in inst.pitch_bends if b.time < seconds]
+        inst.control_changes = [c for c in inst.control_changes if c.time < seconds]
+    for events in ("time_signature_changes", "key_signature_changes", "lyrics", "text_events"):
+        setattr(pm, events, [e for e in getattr(pm, events) if e.time < seconds])
+    return pm
 
 
 def _normalise(audio: np.ndarray) -> np.ndarray:

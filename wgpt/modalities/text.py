@@ -223,6 +223,12 @@ class TextModality(Modality):
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         if path is not None:
             return self.encode_file(path)
+        try:
+            (text or "").encode("utf-8")
+        except UnicodeEncodeError as err:  # argv bytes that are not UTF-8 arrive as lone surrogates
+            raise WgptError(
+                f"--prompt is not valid UTF-8 (character {err.start + 1} cannot be encoded): set a UTF-8 locale, or put the prompt in a file and pass --prompt-file"
+            ) from None
         return self.tokenize(text or "")[0].tolist()
 
     def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:
@@ -236,8 +242,9 @@ class TextModality(Modality):
     def start_ids(self) -> list[int]:
         return self.tokenize("\n")[0].tolist()  # a fresh line, as after a blank line in the corpus
 
-    def write(self, ids: list[int], path: Path) -> None:
+    def write(self, ids: list[int], path: Path) -> list[Path]:
         write_atomic(path, self.decode(ids).encode("utf-8"))
+        return [path]
 
 
 def _open_character(tail: bytes) -> tuple[int, int]:
