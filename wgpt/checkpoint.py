@@ -121,7 +121,7 @@ def check_contents(ckpt: dict[str, Any], path: Path) -> None:
         raise WgptError(f"{path} is damaged (no model config or weights); use a .pt file a `wgpt train` run wrote")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         raise WgptError(f"{path} is damaged (its weights are not all named tensors); use a .pt file a `wgpt train` run wrote")
-    if not isinstance(spec, dict) or spec.get("name") not in MODALITY_NAMES:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec["name"] not in MODALITY_NAMES:
         raise WgptError(f"{path} is damaged (it does not say which modality it models); use a .pt file a `wgpt train` run wrote")
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

@@ -267,7 +267,7 @@ def _layout(meta: dict[str, Any], path: Path) -> tuple[np.dtype, dict[str, list[
                 isinstance(shard["tokens"], int) and shard["tokens"] >= 0 and _checksum_kind(shard) for s in SPLITS for shard in splits[s]
             )
         )
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):  # any shape a hand edit may leave
         well_formed = False
     if not well_formed:
         raise WgptError(f"{path / META} is damaged (fields missing or of the wrong type): run `wgpt prepare` again")

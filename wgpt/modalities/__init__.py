@@ -28,7 +28,7 @@ def modality_from_spec(spec: dict[str, Any]) -> Modality:
 
     Specs come from files, which may be damaged or crafted: whatever the rebuild raises is one line.
     """
-    if not isinstance(spec, dict) or spec.get("name") not in _CLASSES:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec["name"] not in _CLASSES:
         raise WgptError("the recorded modality is damaged (no known modality name): prepare the data again")
     cls = modality_class(spec["name"])
     try:
