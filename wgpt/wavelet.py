@@ -96,7 +96,9 @@ class WaveletMix(nn.Module):
         # The fixed variant's starts as indices into a (B, (context+1)*H) view of a cache's prefix sums.
         self.register_buffer("lo_flat", None if learnable else lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
-        self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
+        # Steps each average divides by. Integers, so that casting the module leaves them exact: the
+        # weights 1/count are made in the dtype of the sums they scale (``_weights``).
+        self.register_buffer("counts", torch.minimum(steps + 1, windows), persistent=False)
 
     def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:
         """Transform ``h`` (B, n, C) at positions ``t0 ..``: a whole window, or with a cache the
@@ -114,7 +116,7 @@ class WaveletMix(nn.Module):
     def _averages(self, prefix: Tensor, hi: Tensor, t0: int) -> Tensor:
         """Averages (B, n, H) at positions ``t0 ..``, from their prefix sums ``hi`` and the rows before them."""
         bsz, n, n_mod = hi.shape
-        lo_index, inv_count = self.lo_index[t0 : t0 + n], self.inv_count[t0 : t0 + n]
+        lo_index, inv_count = self.lo_index[t0 : t0 + n], self._weights(t0, n, hi.dtype)
         if self.mix is None:
             lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
             return (hi - lo) * inv_count
@@ -139,7 +141,7 @@ class WaveletMix(nn.Module):
         torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
         if self.mix is None:
             starts = cache.prefix_flat.index_select(1, self.lo_flat[t0 : t0 + n].flatten()).view(bsz, n, self.n_mod)
-            torch.mul(sums - starts, self.inv_count[t0 : t0 + n], out=mod)
+            torch.mul(sums - starts, self._weights(t0, n, sums.dtype), out=mod)
         else:
             mod.copy_(self._averages(prefix, sums, t0))
         return h
@@ -162,7 +164,7 @@ class WaveletMix(nn.Module):
         """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) with the window starts in it, and the counts."""
         prefix = self._buffer(h, cache, t0)
         lo_flat = None if self.mix is not None else self.lo_flat.select(0, t0)
-        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self.inv_count.select(0, t0))
+        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self._weights(t0, 1, prefix.dtype)[0])
         cache.prefix_rows[t0] = views
         return views
 
@@ -181,4 +183,11 @@ class WaveletMix(nn.Module):
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
         n = h.shape[1]
         hi_index = (torch.arange(n, device=h.device).unsqueeze(1) + self.windows).clamp(max=n)  # (T, H)
-        return _HaarAverage.apply(h, self.split, self.lo_index[:n], hi_index, self.inv_count[:n].to(h.dtype))
+        return _HaarAverage.apply(h, self.split, self.lo_index[:n], hi_index, self._weights(0, n, h.dtype))
+
+    def _weights(self, t0: int, n: int, dtype: torch.dtype) -> Tensor:
+        """The averaging weights 1/count of positions ``t0 .. t0+n-1``, made in ``dtype``: (n, H), or (n, S) when learnable.
+
+        Made in the sums' own dtype, an fp64 run is exact to fp64 (fp32 weights would cap it near 3e-8).
+        """
+        return self.counts[t0 : t0 + n].to(dtype).reciprocal()
