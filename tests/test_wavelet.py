@@ -125,6 +125,9 @@ def test_gradient_matches_finite_differences(learnable):
     mix = WaveletMix(12, context=32, learnable=learnable).double()
     h = torch.randn(2, 20, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: mix(x), (h,))
+    if learnable:  # and the mixture weights' gradient, away from the one-hot start
+        weights = (mix.mix.detach() + 0.3 * torch.randn_like(mix.mix)).requires_grad_()
+        assert torch.autograd.gradcheck(lambda m: torch.func.functional_call(mix, {"mix": m}, (h.detach(),)), (weights,))
 
 
 def test_learnable_filters_train():

@@ -65,6 +65,58 @@ class _HaarAverage(torch.autograd.Function):
         return out, None, None, None, None
 
 
+class _MixedAverage(torch.autograd.Function):
+    """The learnable mixture over a whole window, with the window starts as slices, not gathers.
+
+    With ``P`` the prefix sums (``P[t]`` = x[0] + .. + x[t]) and ``a[t] = sum_k mix[:, k] / count_k(t)``,
+    the mixture of averages at windows ``w = 2**k`` is
+    ``y[t] = a[t] * P[t] - sum_k mix[:, k] / w * P[t - w]``, the last term only where ``t >= w``:
+    a window that has not yet filled adds its share of ``P[t]`` and subtracts nothing. Each scale is
+    one fused multiply-add on a time slice that shrinks with ``w``; the backward is the transpose
+    (the same slices on the gradient, then a reverse cumulative sum), and the gradient of ``mix``
+    is ``sum P[t] * (g[t] / count_k(t) - g[t + w] / w)`` over batch and time. Autograd through the
+    per-scale gathers stored and scattered S copies of (B, T, C/2) instead.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, mix: Tensor, split: int, weights: Tensor) -> Tensor:
+        p = torch.cumsum(h[..., split:], dim=1, dtype=weights.dtype)  # (B, T, H)
+        m = mix.to(weights.dtype)
+        y = p * _contract(weights, m)  # a[t]
+        for k, w in _filled_windows(m.shape[1], p.shape[1]):
+            y[:, w:].addcmul_(p[:, :-w], m[:, k] / w, value=-1)
+        ctx.save_for_backward(p, m, weights)
+        ctx.split, ctx.mix_dtype = split, mix.dtype
+        return torch.cat([h[..., :split], y.to(h.dtype)], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, m, weights = ctx.saved_tensors
+        g = grad[..., ctx.split :].to(p.dtype)  # (B, T, H)
+        gp = g * _contract(weights, m)  # the gradient of each prefix sum
+        for k, w in _filled_windows(m.shape[1], g.shape[1]):
+            gp[:, :-w].addcmul_(g[:, w:], m[:, k] / w, value=-1)
+        gx = gp.flip(1).cumsum(1).flip(1)  # x[s] enters every prefix sum from s on
+        grad_mix = None
+        if ctx.needs_input_grad[1]:
+            grad_mix = _contract((g * p).sum(0).T, weights.T)  # (H, S): the a[t] * P[t] terms
+            for k, w in _filled_windows(m.shape[1], g.shape[1]):
+                grad_mix[:, k] -= torch.linalg.vecdot(p[:, :-w], g[:, w:], dim=1).sum(0) / w
+            grad_mix = grad_mix.to(ctx.mix_dtype)
+        return torch.cat([grad[..., : ctx.split], gx.to(grad.dtype)], dim=-1), grad_mix, None, None
+
+
+def _contract(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b.T`` for the small (T, S) and (H, S) factors, as a broadcast product: BLAS threads on
+    these few-KB matrices cost milliseconds per call on a busy 2-core machine, the product microseconds."""
+    return (a.unsqueeze(1) * b).sum(-1)
+
+
+def _filled_windows(n_scales: int, n: int) -> list[tuple[int, int]]:
+    """(scale, window) of the windows ``2**k`` shorter than ``n`` steps: those that fill and start subtracting."""
+    return [(k, 2**k) for k in range(n_scales) if 2**k < n]
+
+
 class WaveletMix(nn.Module):
     """Causal multi-scale averaging of the second half of the coordinates.
 
@@ -106,7 +158,9 @@ class WaveletMix(nn.Module):
         written in place)."""
         if cache is not None:
             return self._row_step(h, cache, t0) if h.dim() == 2 else self._step(h, cache, t0)
-        if self.mix is None and h.dtype in (torch.float32, torch.float64):
+        if self.mix is not None:
+            return _MixedAverage.apply(h, self.mix, self.split, self._weights(0, h.shape[1], _sum_dtype(h.dtype)))
+        if h.dtype in (torch.float32, torch.float64):
             return self._whole_window(h)  # training's case, with the hand-written backward
         mod = h[..., self.split :]
         sums = torch.cumsum(mod.to(_sum_dtype(mod.dtype)), dim=1)
@@ -120,7 +174,7 @@ class WaveletMix(nn.Module):
         if self.mix is None:
             lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
             return (hi - lo) * inv_count
-        out = torch.zeros_like(hi)  # one scale at a time: a (B, n, S, H) stack would cost S times the memory in training
+        out = torch.zeros_like(hi)  # cached decoding only (training takes _MixedAverage): a chunk or one position
         for k in range(self.mix.shape[1]):
             lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
             out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
