@@ -8,17 +8,37 @@ than ``w(i)`` steps exist the average is over what exists.
 
 Both variants work from one cumulative sum over time, so the cost is O(B*T*C) and the same code
 serves training (the whole window at once) and cached decoding (new positions written into a
-buffer of prefix sums that ``wgpt.cache.LayerCache`` holds), both through ``forward``.
+buffer of prefix sums that ``wgpt.cache.LayerCache`` holds), both through ``forward``. On CUDA
+the whole window runs as one Triton kernel per pass (``wgpt.wavelet_triton``, registered as a
+custom operator by ``wgpt.wavelet_ops``); ``KERNEL`` below says when.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import torch
 from torch import Tensor, nn
 
+from wgpt import wavelet_ops
 from wgpt.cache import LayerCache, reusable
+
+# Which whole-window implementation runs: "auto" takes the Triton kernels (wgpt.wavelet_triton) on
+# CUDA tensors when Triton is installed and the torch code elsewhere; "triton" forces the kernels
+# (on CPU tensors that needs TRITON_INTERPRET=1: the tests), "torch" the torch code. Read once, here.
+KERNEL = os.environ.get("WGPT_WAVELET_KERNEL", "auto")
+if KERNEL not in ("auto", "triton", "torch"):
+    raise ValueError(f"WGPT_WAVELET_KERNEL must be auto, triton or torch, not {KERNEL!r}")
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def fused(h: Tensor) -> bool:
+    """Whether the whole-window pass over ``h`` runs the Triton kernels (see ``KERNEL``)."""
+    if KERNEL == "auto":
+        return h.is_cuda and HAVE_TRITON
+    return KERNEL == "triton"
 
 
 def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -151,6 +171,11 @@ class WaveletMix(nn.Module):
         # Steps each average divides by. Integers, so that casting the module leaves them exact: the
         # weights 1/count are made in the dtype of the sums they scale (``_weights``).
         self.register_buffer("counts", torch.minimum(steps + 1, windows), persistent=False)
+        # The Triton kernels' taps: a window and a weight per coordinate and scale, (H, S); the fixed
+        # variant is one tap of weight 1 per coordinate.
+        taps = windows.expand(n_mod, -1) if learnable else windows.T  # from (1, S) or (1, H)
+        self.register_buffer("taps", taps.int().contiguous(), persistent=False)
+        self.register_buffer("unit_mix", None if learnable else torch.ones(n_mod, 1), persistent=False)
 
     def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:
         """Transform ``h`` (B, n, C) at positions ``t0 ..``: a whole window, or with a cache the
@@ -158,6 +183,8 @@ class WaveletMix(nn.Module):
         written in place)."""
         if cache is not None:
             return self._row_step(h, cache, t0) if h.dim() == 2 else self._step(h, cache, t0)
+        if fused(h):
+            return wavelet_ops.wavelet_taps(h, self.unit_mix if self.mix is None else self.mix, self.taps, self.split)
         if self.mix is not None:
             return _MixedAverage.apply(h, self.mix, self.split, self._weights(0, h.shape[1], _sum_dtype(h.dtype)))
         if h.dtype in (torch.float32, torch.float64):
