@@ -2,11 +2,11 @@
 
 Without CUDA, Triton's interpreter runs the kernels on CPU tensors. Triton reads
 ``TRITON_INTERPRET`` when it decorates a kernel, its own ``tl.*`` helpers included (at
-``import triton``), and again when it imports some of its submodules later, during a launch; so
-the variable must be set before Triton is first imported and stay set. Nothing in wgpt imports
-Triton before a kernel's first launch, and pytest imports every test module before it runs any
-test, so on a machine without CUDA this module sets it for the session at collection (no other
-test uses Triton). Where Triton was imported before without it, or on a CUDA machine, the CPU
+``import triton``), and again when it imports some of its submodules during a launch, so the
+variable must be set before Triton is first imported and stay set. A test module is too late
+for that: pytest imports every test module before it runs any test, and some import Triton
+indirectly (``torch.utils.flop_counter`` does), so ``tests/conftest.py`` sets it on machines
+without CUDA. Where Triton runs compiled all the same (CUDA, or the variable set to 0), the CPU
 cases skip and say why; the ``gpu`` cases check the same on the device. Shapes are odd on
 purpose: T, B and both halves of C are not powers of two, and some cases span two blocks of rows
 and two of coordinates.
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import os
-import sys
 
 import pytest
 import torch
@@ -30,17 +28,14 @@ from wgpt.wavelet import WaveletMix
 if importlib.util.find_spec("triton") is None:
     pytest.skip("the kernels need Triton: pip install 'wgpt[triton]'", allow_module_level=True)
 
-INTERPRETED = not torch.cuda.is_available() and ("triton" not in sys.modules or os.environ.get("TRITON_INTERPRET") == "1")
-if INTERPRETED:
-    os.environ["TRITON_INTERPRET"] = "1"
-from wgpt import wavelet_triton  # noqa: E402  (after the variable)
+from wgpt import wavelet_triton
 
-INTERPRETED = INTERPRETED and type(wavelet_triton._forward_kernel).__name__ == "InterpretedFunction"
+INTERPRETED = type(wavelet_triton._forward_kernel).__name__ == "InterpretedFunction"
 # The interpreters of Triton 3.3 and 3.6 fail on a loop bound under numpy 2 (int() of a 1-element array); 3.7.1 and 3.9.0 run these.
 OLD_INTERPRETER = tuple(int(part) for part in wavelet_triton.triton.__version__.split(".")[:2]) < (3, 7)
 on_cpu = pytest.mark.skipif(
     not INTERPRETED or OLD_INTERPRETER,
-    reason="Triton runs compiled here (CUDA present, or imported before this module without TRITON_INTERPRET=1), "
+    reason="Triton runs compiled here (CUDA present, or TRITON_INTERPRET not 1 at its first import: see tests/conftest.py), "
     "or its interpreter is older than 3.7: the gpu cases cover the kernels",
 )
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

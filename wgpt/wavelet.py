@@ -94,8 +94,8 @@ class _MixedAverage(torch.autograd.Function):
     a window that has not yet filled adds its share of ``P[t]`` and subtracts nothing. Each scale is
     one fused multiply-add on a time slice that shrinks with ``w``; the backward is the transpose
     (the same slices on the gradient, then a reverse cumulative sum), and the gradient of ``mix``
-    is ``sum P[t] * (g[t] / count_k(t) - g[t + w] / w)`` over batch and time. Autograd through the
-    per-scale gathers stored and scattered S copies of (B, T, C/2) instead.
+    is ``sum P[t] * (g[t] / count_k(t) - g[t + w] / w)`` over batch and time. Autograd through one
+    gather per scale would store S copies of (B, T, C/2) and scatter them back.
     """
 
     @staticmethod
