@@ -1,5 +1,10 @@
 """GPU check: tokens/s and MFU of baseline vs wavelet, and a few CUDA steps against the CPU.
 
+0. Kernels (CUDA only): one WaveletMix pass, forward and backward, through the Triton kernels and
+   through the torch path on the same inputs, at the ``paper`` and ``gpt2`` widths and contexts,
+   fixed and learnable, fp32 and bf16: the largest difference of the output and of each gradient
+   (relative to that tensor's largest magnitude) must be within ``KERNEL_TOL``, and each path's
+   pass is timed alone.
 1. Parity: for each variant, the same initial weights and batches (real text, the bundled corpus)
    train a few steps on the CPU and on the device, both in fp32 (TF32 off), with the training
    loop's AdamW (fused on CUDA) and gradient clipping; the per-step losses must agree within
@@ -10,16 +15,21 @@
    MFU counts ``wgpt.distributed.flops_per_token`` against the card's dense bf16 peak. Also
    reports whether SDPA's flash kernel accepts the model's attention.
 
+On CUDA the wavelet runs the Triton kernels (``wgpt.wavelet.KERNEL``, ``auto``), so parts 1 and 2
+measure them; ``--kernel torch`` measures the torch path instead, for comparison.
+
     python benchmarks/gpu_check.py --json-out gpu_check.json      # one H100: meant to take under 5 minutes
     python benchmarks/gpu_check.py --compile                      # + torch.compile, about 1 min per model
+    python benchmarks/gpu_check.py --kernel torch                 # the wavelet's torch path on the GPU
     python benchmarks/gpu_check.py --device cpu --quick           # the same code, tiny, on a CPU
 
-Exits 1 when the parity check fails.
+Exits 1 when the kernel or the parity check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -36,12 +46,14 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from wgpt import wavelet
 from wgpt.batches import get_batch, train_offsets
 from wgpt.config import ModelConfig, TrainConfig, preset
 from wgpt.devices import autocast_dtype
 from wgpt.distributed import flops_per_token, mfu
 from wgpt.model import GPT
 from wgpt.training import make_optimizer
+from wgpt.wavelet import WaveletMix
 
 # Vocabulary per preset: bytes for the paper's model, GPT-2's BPE (50,257 padded to a multiple of
 # 64) for the GPT-2-small shape, which then has GPT-2 small's 124M parameters.
@@ -53,6 +65,13 @@ VOCAB = {"paper": 256, "gpt2": 50304}
 # that, and is below what a real fault gives: scaling the Haar backward by 1.01 moved the losses
 # by up to 1.7e-3, and bf16 leaking into the fp32 run moved them by 0.13 by step 5.
 PARITY_TOL = 2e-4
+# Kernel against torch path, relative to each tensor's largest magnitude. In fp32 both differ from
+# fp64 by rounding in their prefix sums, a few 1e-7 relative at T = 100 on a CPU (the tests hold
+# 1e-5); bf16 outputs and input gradients are rounded once from fp32 sums, so they may differ
+# by one bf16 step, 2**-8 relative, near the largest values.
+KERNEL_TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
+# (batch, context, width) of one wavelet layer per preset: the paper model's and GPT-2 small's.
+KERNEL_SHAPES = {"paper": (32, 512, 128), "gpt2": (32, 1024, 768)}
 
 
 def corpus() -> np.ndarray:
@@ -103,6 +122,69 @@ class Trainee:
 def batch(data: np.ndarray, cfg: ModelConfig, size: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     offsets = train_offsets(len(data), cfg.context, size, seed=0, step=step)
     return tuple(t.to(device) for t in get_batch(data, offsets, cfg.context))
+
+
+# -- 0. kernels ---------------------------------------------------------------------------------
+def wavelet_pass(layer: WaveletMix, h: torch.Tensor, grad: torch.Tensor, kernel: str) -> Callable[[], list[torch.Tensor]]:
+    """One forward and backward of ``layer`` through ``kernel``: the output and the gradients of ``h`` and of the mixture."""
+
+    def run() -> list[torch.Tensor]:
+        wavelet.KERNEL = kernel
+        x = h.detach().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        out = layer(x)
+        out.backward(grad)
+        return [out.detach(), x.grad] + ([] if layer.mix is None else [layer.mix.grad])
+
+    return run
+
+
+def kernel_check(device: torch.device, rounds: int) -> list[dict[str, Any]]:
+    """Kernels against the torch path on ``device``: largest relative differences, and the median time of each path's pass."""
+    kept, rows = wavelet.KERNEL, []
+    try:
+        for name, (bsz, n, width) in KERNEL_SHAPES.items():
+            for learnable, dtype in [(False, torch.float32), (False, torch.bfloat16), (True, torch.float32), (True, torch.bfloat16)]:
+                torch.manual_seed(0)
+                layer = WaveletMix(width, n, learnable).to(device)
+                if learnable:  # off the one-hot start, so every scale carries weight
+                    with torch.no_grad():
+                        layer.mix.add_(0.3 * torch.randn_like(layer.mix))
+                h, grad = (torch.randn(bsz, n, width, device=device, dtype=dtype) for _ in range(2))
+                passes = {k: wavelet_pass(layer, h, grad, k) for k in ("torch", "triton")}
+                want, got = passes["torch"](), passes["triton"]()
+                diff = max(
+                    ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1)).item()
+                    for a, b in zip(got, want, strict=True)
+                )
+                ms = {}
+                for k, run in passes.items():
+                    for _ in range(3):
+                        run()
+                    ms[k] = statistics.median(timed(run, device) for _ in range(rounds)) * 1e3
+                rows.append(
+                    {
+                        "shape": name, "variant": "learnable" if learnable else "haar", "dtype": str(dtype).removeprefix("torch."),
+                        "batch": bsz, "context": n, "width": width, "max_rel_diff": diff, "tolerance": KERNEL_TOL[dtype],
+                        "ok": diff <= KERNEL_TOL[dtype], "torch_ms": ms["torch"], "triton_ms": ms["triton"],
+                    }
+                )  # fmt: skip
+    finally:
+        wavelet.KERNEL = kept
+    return rows
+
+
+def kernel_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| shape | variant | dtype | batch x context x width | max rel diff | torch ms | triton ms | triton / torch |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['variant']} | {r['dtype']} | {r['batch']} x {r['context']} x {r['width']} | {r['max_rel_diff']:.1e}"
+            f"{'' if r['ok'] else ' FAILED'} | {r['torch_ms']:.3f} | {r['triton_ms']:.3f} | {r['triton_ms'] / r['torch_ms']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 # -- 1. parity ----------------------------------------------------------------------------------
@@ -217,7 +299,8 @@ def parity_check(device: torch.device, quick: bool, steps: int, variants: list[s
 
 def describe(device: torch.device, compile: bool) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    return {"device": name, "torch": torch.__version__, "autocast": str(autocast_dtype(device)), "compile": compile}
+    triton = importlib.import_module("triton").__version__ if wavelet.HAVE_TRITON else None
+    return {"device": name, "torch": torch.__version__, "triton": triton, "autocast": str(autocast_dtype(device)), "compile": compile}
 
 
 def parse_args() -> argparse.Namespace:
@@ -229,6 +312,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--parity-steps", type=int, default=6)
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (adds its compile time)")
     parser.add_argument("--quick", action="store_true", help="one block, context 64, 256 ids, batch 4: a smoke run for CPUs")
+    parser.add_argument(
+        "--kernel",
+        choices=["auto", "triton", "torch"],
+        default="auto",
+        help="the wavelet's implementation in parts 1-2 [auto: Triton on CUDA]",
+    )
     parser.add_argument("--json-out", type=Path, default=None)
     return parser.parse_args()
 
@@ -238,9 +327,13 @@ def main() -> int:
     device, start = torch.device(args.device), time.perf_counter()
     variants, rounds = args.variants.split(","), args.rounds or (3 if args.quick else 10)
     configs = shapes(args.presets.split(","), args.quick)
-    info = describe(device, args.compile)
-    print(f"{info['device']}, torch {info['torch']}, autocast {info['autocast']}, compile {args.compile}", flush=True)
+    info = describe(device, args.compile) | {"kernel": args.kernel}
+    print(f"{info['device']}, torch {info['torch']}, autocast {info['autocast']}, compile {args.compile}, kernel {args.kernel}", flush=True)
 
+    kernels = kernel_check(device, rounds) if device.type == "cuda" and wavelet.HAVE_TRITON else []
+    if kernels:
+        print(kernel_table(kernels), flush=True)
+    wavelet.KERNEL = args.kernel
     checks = parity_check(device, args.quick, args.parity_steps, variants)
 
     torch.set_float32_matmul_precision("high")  # TF32 matmuls, as wgpt train on CUDA
@@ -254,9 +347,9 @@ def main() -> int:
         print(table(preset_rows), flush=True)  # now, in case a later preset runs out of time
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.json_out:
-        result = info | {"parity": checks, "throughput": rows, "rounds": rounds, "seconds": time.perf_counter() - start}
+        result = info | {"kernels": kernels, "parity": checks, "throughput": rows, "rounds": rounds, "seconds": time.perf_counter() - start}
         args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0 if all(c["ok"] for c in checks.values()) else 1
+    return 0 if all(c["ok"] for c in [*checks.values(), *kernels]) else 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton's interpreter runs the wavelet kernels on CPU tensors (tests/test_wavelet_kernels.py).
+    # Triton reads this at its first import and again during launches, so it is set here, before
+    # any test module is imported: some import Triton indirectly (torch.utils.flop_counter does).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from wgpt.config import ModelConfig, TrainConfig
 

@@ -20,6 +20,24 @@ def reference(h: torch.Tensor, context: int) -> torch.Tensor:
     return out
 
 
+def averaging_matrices(mix: WaveletMix, n: int) -> torch.Tensor:
+    """Each modified coordinate's whole-window operation as a dense (n, n) matrix in fp64: (H, n, n).
+
+    Row t averages the window that ends at t with weights 1/count, made here by exact division.
+    """
+    steps = torch.arange(n, dtype=torch.float64)
+    lag = steps.unsqueeze(1) - steps  # (n, n): t - s
+
+    def box(w: int) -> torch.Tensor:
+        inside = (lag >= 0) & (lag < w)
+        return inside / torch.minimum(steps + 1, torch.tensor(float(w))).unsqueeze(1)
+
+    if mix.mix is None:
+        return torch.stack([box(int(w)) for w in mix.windows[0]])
+    boxes = torch.stack([box(int(w)) for w in mix.windows[0]])  # (S, n, n)
+    return torch.einsum("hs,snm->hnm", mix.mix.detach().double(), boxes)
+
+
 def test_levels_spread_evenly_over_the_modified_half():
     levels = coordinate_levels(64, 512)
     assert levels.min() == 1 and levels.max() == 9  # windows 2 .. 512
@@ -107,6 +125,9 @@ def test_gradient_matches_finite_differences(learnable):
     mix = WaveletMix(12, context=32, learnable=learnable).double()
     h = torch.randn(2, 20, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: mix(x), (h,))
+    if learnable:  # and the mixture weights' gradient, away from the one-hot start
+        weights = (mix.mix.detach() + 0.3 * torch.randn_like(mix.mix)).requires_grad_()
+        assert torch.autograd.gradcheck(lambda m: torch.func.functional_call(mix, {"mix": m}, (h.detach(),)), (weights,))
 
 
 def test_learnable_filters_train():
@@ -116,3 +137,22 @@ def test_learnable_filters_train():
     _, loss = model(idx, idx)
     loss.backward()
     assert model.blocks[0].wavelet.mix.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_fp64_is_exact_to_fp64(learnable):
+    """An fp64 model averages with fp64 weights, whole window and cached: equal to a dense fp64 matrix to 1e-12."""
+    torch.manual_seed(5)
+    mix = WaveletMix(14, context=64, learnable=learnable).double()
+    if learnable:
+        with torch.no_grad():
+            mix.mix.add_(0.3 * torch.randn_like(mix.mix))
+    h = torch.randn(3, 45, 14, dtype=torch.float64)
+    expected = h.clone()
+    expected[..., 7:] = torch.einsum("hts,bsh->bth", averaging_matrices(mix, 45), h[..., 7:])
+    with torch.no_grad():
+        whole = mix(h)
+        cache = LayerCache()
+        parts = [mix(h[:, :9].clone(), cache, 0), mix(h[:, 9].clone(), cache, 9).unsqueeze(1), mix(h[:, 10:].clone(), cache, 10)]
+    torch.testing.assert_close(whole, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.cat(parts, dim=1), expected, rtol=0, atol=1e-12)

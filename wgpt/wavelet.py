@@ -8,17 +8,37 @@ than ``w(i)`` steps exist the average is over what exists.
 
 Both variants work from one cumulative sum over time, so the cost is O(B*T*C) and the same code
 serves training (the whole window at once) and cached decoding (new positions written into a
-buffer of prefix sums that ``wgpt.cache.LayerCache`` holds), both through ``forward``.
+buffer of prefix sums that ``wgpt.cache.LayerCache`` holds), both through ``forward``. On CUDA
+the whole window runs as one Triton kernel per pass (``wgpt.wavelet_triton``, registered as a
+custom operator by ``wgpt.wavelet_ops``); ``KERNEL`` below says when.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import torch
 from torch import Tensor, nn
 
+from wgpt import wavelet_ops
 from wgpt.cache import LayerCache, reusable
+
+# Which whole-window implementation runs: "auto" takes the Triton kernels (wgpt.wavelet_triton) on
+# CUDA tensors when Triton is installed and the torch code elsewhere; "triton" forces the kernels
+# (on CPU tensors that needs TRITON_INTERPRET=1: the tests), "torch" the torch code. Read once, here.
+KERNEL = os.environ.get("WGPT_WAVELET_KERNEL", "auto")
+if KERNEL not in ("auto", "triton", "torch"):
+    raise ValueError(f"WGPT_WAVELET_KERNEL must be auto, triton or torch, not {KERNEL!r}")
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def fused(h: Tensor) -> bool:
+    """Whether the whole-window pass over ``h`` runs the Triton kernels (see ``KERNEL``)."""
+    if KERNEL == "auto":
+        return h.is_cuda and HAVE_TRITON
+    return KERNEL == "triton"
 
 
 def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -65,6 +85,58 @@ class _HaarAverage(torch.autograd.Function):
         return out, None, None, None, None
 
 
+class _MixedAverage(torch.autograd.Function):
+    """The learnable mixture over a whole window, with the window starts as slices, not gathers.
+
+    With ``P`` the prefix sums (``P[t]`` = x[0] + .. + x[t]) and ``a[t] = sum_k mix[:, k] / count_k(t)``,
+    the mixture of averages at windows ``w = 2**k`` is
+    ``y[t] = a[t] * P[t] - sum_k mix[:, k] / w * P[t - w]``, the last term only where ``t >= w``:
+    a window that has not yet filled adds its share of ``P[t]`` and subtracts nothing. Each scale is
+    one fused multiply-add on a time slice that shrinks with ``w``; the backward is the transpose
+    (the same slices on the gradient, then a reverse cumulative sum), and the gradient of ``mix``
+    is ``sum P[t] * (g[t] / count_k(t) - g[t + w] / w)`` over batch and time. Autograd through one
+    gather per scale would store S copies of (B, T, C/2) and scatter them back.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, mix: Tensor, split: int, weights: Tensor) -> Tensor:
+        p = torch.cumsum(h[..., split:], dim=1, dtype=weights.dtype)  # (B, T, H)
+        m = mix.to(weights.dtype)
+        y = p * _contract(weights, m)  # a[t]
+        for k, w in _filled_windows(m.shape[1], p.shape[1]):
+            y[:, w:].addcmul_(p[:, :-w], m[:, k] / w, value=-1)
+        ctx.save_for_backward(p, m, weights)
+        ctx.split, ctx.mix_dtype = split, mix.dtype
+        return torch.cat([h[..., :split], y.to(h.dtype)], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, m, weights = ctx.saved_tensors
+        g = grad[..., ctx.split :].to(p.dtype)  # (B, T, H)
+        gp = g * _contract(weights, m)  # the gradient of each prefix sum
+        for k, w in _filled_windows(m.shape[1], g.shape[1]):
+            gp[:, :-w].addcmul_(g[:, w:], m[:, k] / w, value=-1)
+        gx = gp.flip(1).cumsum(1).flip(1)  # x[s] enters every prefix sum from s on
+        grad_mix = None
+        if ctx.needs_input_grad[1]:
+            grad_mix = _contract((g * p).sum(0).T, weights.T)  # (H, S): the a[t] * P[t] terms
+            for k, w in _filled_windows(m.shape[1], g.shape[1]):
+                grad_mix[:, k] -= torch.linalg.vecdot(p[:, :-w], g[:, w:], dim=1).sum(0) / w
+            grad_mix = grad_mix.to(ctx.mix_dtype)
+        return torch.cat([grad[..., : ctx.split], gx.to(grad.dtype)], dim=-1), grad_mix, None, None
+
+
+def _contract(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b.T`` for the small (T, S) and (H, S) factors, as a broadcast product: BLAS threads on
+    these few-KB matrices cost milliseconds per call on a busy 2-core machine, the product microseconds."""
+    return (a.unsqueeze(1) * b).sum(-1)
+
+
+def _filled_windows(n_scales: int, n: int) -> list[tuple[int, int]]:
+    """(scale, window) of the windows ``2**k`` shorter than ``n`` steps: those that fill and start subtracting."""
+    return [(k, 2**k) for k in range(n_scales) if 2**k < n]
+
+
 class WaveletMix(nn.Module):
     """Causal multi-scale averaging of the second half of the coordinates.
 
@@ -96,7 +168,14 @@ class WaveletMix(nn.Module):
         # The fixed variant's starts as indices into a (B, (context+1)*H) view of a cache's prefix sums.
         self.register_buffer("lo_flat", None if learnable else lo_index * n_mod + torch.arange(n_mod), persistent=False)
         self.register_buffer("windows", windows, persistent=False)
-        self.register_buffer("inv_count", 1.0 / torch.minimum(steps + 1, windows).float(), persistent=False)
+        # Steps each average divides by. Integers, so that casting the module leaves them exact: the
+        # weights 1/count are made in the dtype of the sums they scale (``_weights``).
+        self.register_buffer("counts", torch.minimum(steps + 1, windows), persistent=False)
+        # The Triton kernels' taps: a window and a weight per coordinate and scale, (H, S); the fixed
+        # variant is one tap of weight 1 per coordinate.
+        taps = windows.expand(n_mod, -1) if learnable else windows.T  # from (1, S) or (1, H)
+        self.register_buffer("taps", taps.int().contiguous(), persistent=False)
+        self.register_buffer("unit_mix", None if learnable else torch.ones(n_mod, 1), persistent=False)
 
     def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:
         """Transform ``h`` (B, n, C) at positions ``t0 ..``: a whole window, or with a cache the
@@ -104,7 +183,11 @@ class WaveletMix(nn.Module):
         written in place)."""
         if cache is not None:
             return self._row_step(h, cache, t0) if h.dim() == 2 else self._step(h, cache, t0)
-        if self.mix is None and h.dtype in (torch.float32, torch.float64):
+        if fused(h):
+            return wavelet_ops.wavelet_taps(h, self.unit_mix if self.mix is None else self.mix, self.taps, self.split)
+        if self.mix is not None:
+            return _MixedAverage.apply(h, self.mix, self.split, self._weights(0, h.shape[1], _sum_dtype(h.dtype)))
+        if h.dtype in (torch.float32, torch.float64):
             return self._whole_window(h)  # training's case, with the hand-written backward
         mod = h[..., self.split :]
         sums = torch.cumsum(mod.to(_sum_dtype(mod.dtype)), dim=1)
@@ -114,11 +197,11 @@ class WaveletMix(nn.Module):
     def _averages(self, prefix: Tensor, hi: Tensor, t0: int) -> Tensor:
         """Averages (B, n, H) at positions ``t0 ..``, from their prefix sums ``hi`` and the rows before them."""
         bsz, n, n_mod = hi.shape
-        lo_index, inv_count = self.lo_index[t0 : t0 + n], self.inv_count[t0 : t0 + n]
+        lo_index, inv_count = self.lo_index[t0 : t0 + n], self._weights(t0, n, hi.dtype)
         if self.mix is None:
             lo = prefix.gather(1, lo_index.unsqueeze(0).expand(bsz, n, n_mod))  # (B, n, H)
             return (hi - lo) * inv_count
-        out = torch.zeros_like(hi)  # one scale at a time: a (B, n, S, H) stack would cost S times the memory in training
+        out = torch.zeros_like(hi)  # cached decoding only (training takes _MixedAverage): a chunk or one position
         for k in range(self.mix.shape[1]):
             lo = prefix.index_select(1, lo_index[:, k])  # (B, n, H): same window for every coordinate
             out = out + (hi - lo) * inv_count[:, k : k + 1] * self.mix[:, k]
@@ -139,7 +222,7 @@ class WaveletMix(nn.Module):
         torch.cumsum(mod, 1, dtype=sums.dtype, out=sums).add_(before)
         if self.mix is None:
             starts = cache.prefix_flat.index_select(1, self.lo_flat[t0 : t0 + n].flatten()).view(bsz, n, self.n_mod)
-            torch.mul(sums - starts, self.inv_count[t0 : t0 + n], out=mod)
+            torch.mul(sums - starts, self._weights(t0, n, sums.dtype), out=mod)
         else:
             mod.copy_(self._averages(prefix, sums, t0))
         return h
@@ -162,7 +245,7 @@ class WaveletMix(nn.Module):
         """Position ``t0``'s prefix rows (B, H), the buffer as (B, (context+1)*H) with the window starts in it, and the counts."""
         prefix = self._buffer(h, cache, t0)
         lo_flat = None if self.mix is not None else self.lo_flat.select(0, t0)
-        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self.inv_count.select(0, t0))
+        views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self._weights(t0, 1, prefix.dtype)[0])
         cache.prefix_rows[t0] = views
         return views
 
@@ -181,4 +264,11 @@ class WaveletMix(nn.Module):
         """Training's case: the fixed operation over positions 0..T-1, through ``_HaarAverage``."""
         n = h.shape[1]
         hi_index = (torch.arange(n, device=h.device).unsqueeze(1) + self.windows).clamp(max=n)  # (T, H)
-        return _HaarAverage.apply(h, self.split, self.lo_index[:n], hi_index, self.inv_count[:n].to(h.dtype))
+        return _HaarAverage.apply(h, self.split, self.lo_index[:n], hi_index, self._weights(0, n, h.dtype))
+
+    def _weights(self, t0: int, n: int, dtype: torch.dtype) -> Tensor:
+        """The averaging weights 1/count of positions ``t0 .. t0+n-1``, made in ``dtype``: (n, H), or (n, S) when learnable.
+
+        Made in the sums' own dtype, an fp64 run is exact to fp64 (fp32 weights would cap it near 3e-8).
+        """
+        return self.counts[t0 : t0 + n].to(dtype).reciprocal()
