@@ -349,7 +349,8 @@ def train(
         f"trained {result.params:,} parameters for {result.step} steps{' (stopped early)' if result.stopped_early else ''}: "
         f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}\n"
         f"wrote {_e(result.out)}/best.pt, last.pt, metrics.jsonl, loss.png\n"
-        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}",
+        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}\n"
+        f"see and hear it: wgpt report {_e(result.out)} --out {_e(result.out)}/report.html",
         highlight=False,
     )
 
@@ -563,6 +564,39 @@ def bench_cmd(
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
     out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png", highlight=False, soft_wrap=True)
+
+
+# -- report -------------------------------------------------------------------------------
+@app.command("report")
+@cli_errors
+def report_cmd(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN_OR_BENCH...", help="Run folders (`wgpt train --out`) and bench folders (`wgpt bench --out`)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    samples: Annotated[int, typer.Option(help="Samples per checkpoint, each beside a validation slice; 0: curves and tables only.")] = 1,
+    tokens: Annotated[Optional[int], typer.Option(help="New tokens per sample (default: 500; audio: 1 second).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Audio runs: seconds per sample (other runs take --tokens).")] = None,
+    every: Annotated[
+        Optional[int],
+        typer.Option(help="Also sample the step checkpoints at multiples of N, to hear training progress (train with --keep-every)."),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and of the validation slices beside them.")] = 0,
+    eval_tokens: Annotated[int, typer.Option(help="Validation tokens evaluated per run (best.pt); 0: no evaluation.")] = 100_000,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """One self-contained HTML page to see and hear runs: loss curves, a bench's speed-ups, configuration, data, evaluation and samples.
+
+    It opens offline and fetches nothing: curves and piano rolls are SVG, sounds are embedded WAV. Each sample (text; a piano roll with a rendered player; audio with its waveform and spectrogram) sits beside a validation slice of the same length."""
+    from wgpt.report import ReportOptions, SampleOptions, write_report
+
+    opts = SampleOptions(samples, tokens, seconds, every, temperature, seed, device)
+    say = (lambda _line: None) if quiet else (lambda line: err_console.print(_e(line), highlight=False, soft_wrap=True))
+    path = write_report(sources, out, ReportOptions(opts, eval_tokens), say)
+    out_console.print(f"wrote {_e(path)} ({path.stat().st_size / 1e6:,.1f} MB)", highlight=False, soft_wrap=True)
 
 
 def run() -> None:
