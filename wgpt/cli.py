@@ -539,7 +539,7 @@ def bench_cmd(
 
     The speed-up is in steps to reach the baseline's final validation loss; final losses and the step-time ratio come with it.
 
-    Writes summary.json, summary.md and val_loss.png.
+    Writes summary.json, summary.md, val_loss.png and report.html (curves and tables; `wgpt report` adds samples).
     """
     from wgpt.benchmark import VARIANTS, bench, markdown_table
     from wgpt.config import override
@@ -563,7 +563,8 @@ def bench_cmd(
     out = out or Path("runs") / f"bench-{data.name}"
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
-    out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png", highlight=False, soft_wrap=True)
+    out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png, report.html", highlight=False, soft_wrap=True)
+    out_console.print(f"with samples: wgpt report {_e(out)} --out {_e(out)}/report.html", highlight=False, soft_wrap=True)
 
 
 # -- report -------------------------------------------------------------------------------
