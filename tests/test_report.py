@@ -17,7 +17,7 @@ from wgpt.modalities.text import TextModality
 from wgpt.preparation import prepare
 from wgpt.report import ReportOptions, SampleOptions, build_report
 from wgpt.report.media import SPECTROGRAM_COLUMNS, spectrogram, spectrogram_png, wav_bytes
-from wgpt.report.page import card, curves_section, page
+from wgpt.report.page import card, config_table, curves_section, page
 from wgpt.report.samples import View, checkpoints_to_sample, read_notes, validation_slices
 from wgpt.report.sources import Bench, Run
 from wgpt.report.svg import BOTTOM, HEIGHT, LEFT, RIGHT, ROLL_LEFT, ROLL_ROW, TOP, WIDTH, Chart, Series, line_chart, piano_roll, waveform
@@ -156,6 +156,15 @@ def test_sample_text_is_shown_not_run():
     html = card("a <b>sample</b>", View(text="<script>alert(1)</script> & more"))
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
     assert "a &lt;b&gt;sample&lt;/b&gt;" in html
+
+
+def test_several_runs_show_the_settings_they_differ_in_first():
+    a = Run("a", Path("a"), [], {"model": {"n_layer": 4, "wavelet": "none"}, "data": "d"})
+    b = Run("b", Path("b"), [], {"model": {"n_layer": 4, "wavelet": "haar"}, "data": "d"})
+    shown, folded = config_table([a, b]).split("<details>")
+    assert "model.wavelet" in shown and "model.n_layer" not in shown and "data" not in shown
+    assert "model.n_layer" in folded and 'class="differs"' in folded
+    assert "<details>" not in config_table([a])  # one run: the whole table
 
 
 def linked(html: str) -> list[str]:

@@ -597,7 +597,12 @@ def report_cmd(
     opts = SampleOptions(samples, tokens, seconds, every, temperature, seed, device)
     say = (lambda _line: None) if quiet else (lambda line: err_console.print(_e(line), highlight=False, soft_wrap=True))
     path = write_report(sources, out, ReportOptions(opts, eval_tokens), say)
-    out_console.print(f"wrote {_e(path)} ({path.stat().st_size / 1e6:,.1f} MB)", highlight=False, soft_wrap=True)
+    size = path.stat().st_size
+    out_console.print(
+        f"wrote {_e(path)} ({size / 1e6:,.1f} MB)" if size >= 1e6 else f"wrote {_e(path)} ({size / 1e3:,.0f} kB)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def run() -> None:

@@ -185,17 +185,24 @@ def table(head: list[str], rows: list[list[Any]], classes: list[str] | None = No
 
 # -- configuration, data, evaluation ------------------------------------------------------------
 def config_table(runs: list[Run]) -> str:
-    """Every model and training setting, one column per run; rows where runs differ are shaded."""
+    """Every model and training setting, one column per run. With several runs, the settings in which
+    they differ come first, and the full table folds away beneath them."""
     keys = list(dict.fromkeys(f"{part}.{k}" for r in runs for part in ("model", "train") for k in r.config.get(part, {})))
     if not keys:
         return "<p class=note>no config.json in these runs</p>"
-    rows, classes = [], []
+    rows, differs = [], []
     for key in [*keys, "data"]:
         part, _, name = key.partition(".")
         values = [r.config.get(part, {}).get(name) if name else _data_text(r.config.get("data")) for r in runs]
         rows.append([key, *values])
-        classes.append("differs" if len({json.dumps(v) for v in values}) > 1 else "")
-    return table(["setting", *(r.name for r in runs)], rows, classes)
+        differs.append(len({json.dumps(v) for v in values}) > 1)
+    head = ["setting", *(r.name for r in runs)]
+    if len(runs) == 1:
+        return table(head, rows)
+    changed = [row for row, d in zip(rows, differs, strict=True) if d]
+    shown = table(head, changed) if changed else "<p class=note>the runs share every setting</p>"
+    full = table(head, rows, ["differs" if d else "" for d in differs])
+    return f"{shown}<details><summary>all {len(rows)} settings</summary>{full}</details>"
 
 
 def _data_text(data: Any) -> str:
