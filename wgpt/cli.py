@@ -573,7 +573,7 @@ def bench_cmd(
 def report_cmd(
     sources: Annotated[
         list[Path],
-        typer.Argument(metavar="RUN_OR_BENCH...", help="Run folders (`wgpt train --out`) and bench folders (`wgpt bench --out`)."),
+        typer.Argument(metavar="RUN_OR_BENCH", help="Run folders (`wgpt train --out`) and bench folders (`wgpt bench --out`)."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
     samples: Annotated[int, typer.Option(help="Samples per checkpoint, each beside a validation slice; 0: curves and tables only.")] = 1,
@@ -587,7 +587,7 @@ def report_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the samples and of the validation slices beside them.")] = 0,
     eval_tokens: Annotated[int, typer.Option(help="Validation tokens evaluated per run (best.pt); 0: no evaluation.")] = 100_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    quiet: Quiet = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
 ) -> None:
     """One self-contained HTML page to see and hear runs: loss curves, a bench's speed-ups, configuration, data, evaluation and samples.
 
