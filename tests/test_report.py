@@ -204,6 +204,7 @@ def test_report_command_writes_the_page_and_names_bad_folders(text_run: Path, tm
         ([str(tmp_path / "data")], "is neither a run (no metrics.jsonl) nor a bench"),
         ([str(text_run), "--every", "5"], "no step checkpoints at multiples of 5"),
         ([str(text_run), "--samples", "-1"], "--samples must be 0"),
+        ([str(text_run), "--temperature", "0"], "--temperature must be > 0"),
     ]:
         bad = runner.invoke(app, ["report", *args, "--out", str(tmp_path / "x.html"), "-q"])
         assert bad.exit_code == 2 and message in bad.output, (args, bad.output)

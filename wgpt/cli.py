@@ -584,6 +584,7 @@ def report_cmd(
         typer.Option(help="Also sample the step checkpoints at multiples of N, to hear training progress (train with --keep-every)."),
     ] = None,
     temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samples and of the validation slices beside them.")] = 0,
     eval_tokens: Annotated[int, typer.Option(help="Validation tokens evaluated per run (best.pt); 0: no evaluation.")] = 100_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -594,7 +595,9 @@ def report_cmd(
     It opens offline and fetches nothing: curves and piano rolls are SVG, sounds are embedded WAV. Each sample (text; a piano roll with a rendered player; audio with its waveform and spectrogram) sits beside a validation slice of the same length."""
     from wgpt.report import ReportOptions, SampleOptions, write_report
 
-    opts = SampleOptions(samples, tokens, seconds, every, temperature, seed, device)
+    opts = SampleOptions(
+        count=samples, tokens=tokens, seconds=seconds, every=every, temperature=temperature, top_k=top_k, seed=seed, device=device
+    )
     say = (lambda _line: None) if quiet else (lambda line: err_console.print(_e(line), highlight=False, soft_wrap=True))
     path = write_report(sources, out, ReportOptions(opts, eval_tokens), say)
     size = path.stat().st_size

@@ -17,10 +17,11 @@ from typing import Any
 
 from wgpt import __version__
 from wgpt.errors import WgptError
+from wgpt.generation import check_sampling
 from wgpt.io import check_writable, write_atomic
 from wgpt.modalities.base import describe_units
 from wgpt.report.media import data_uri, spectrogram_png, wav_bytes
-from wgpt.report.samples import RunSamples, SampleOptions, View, sample_run
+from wgpt.report.samples import RunSamples, SampleOptions, View, checkpoints_to_sample, sample_run
 from wgpt.report.sources import Bench, Run, read_sources
 from wgpt.report.svg import PALETTE, Chart, Marker, Series, line_chart, piano_roll, waveform
 
@@ -57,6 +58,10 @@ def build_report(paths: list[Path], opts: ReportOptions, say: Callable[[str], No
     if opts.samples.count < 0:
         raise WgptError(f"--samples must be 0 (none) or more, got {opts.samples.count}")
     runs, benches = read_sources(paths)
+    if opts.samples.count:  # before evaluating, which takes a while: a wrong --every or --temperature fails now
+        check_sampling(opts.samples.temperature, opts.samples.top_k, None)
+        for run in runs:
+            checkpoints_to_sample(run.path, opts.samples.every)
     colors = {id(r): PALETTE[i % len(PALETTE)] for i, r in enumerate(runs)}
     body = [
         f"<h1>wgpt report</h1><p class=note>{len(runs)} run(s): {escape(', '.join(str(p) for p in paths))}; "

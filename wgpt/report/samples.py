@@ -40,6 +40,7 @@ class SampleOptions:
     seconds: float | None = None  # audio runs: seconds instead of tokens
     every: int | None = None  # sample the step checkpoints at multiples of this (``--keep-every``)
     temperature: float = 1.0
+    top_k: int | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -163,6 +164,7 @@ def sample_run(run: Path, opts: SampleOptions, say: Callable[[str], None] = lamb
             modality.start_ids(),
             n,
             temperature=opts.temperature,
+            top_k=opts.top_k,
             num_samples=opts.count,
             seed=opts.seed,
             allowed=modality.next_token_rule(),
