@@ -85,6 +85,9 @@ def test_bench_summary_agrees_with_its_metrics_files(corpus_dir: Path, tmp_path:
     assert saved == json.loads(json.dumps(summary))
     assert (tmp_path / "bench" / "val_loss.png").stat().st_size > 1000
     assert "| haar |" in (tmp_path / "bench" / "summary.md").read_text()
+    page = (tmp_path / "bench" / "report.html").read_text()
+    assert page.count('<polyline class="series"') == 2 * 2 * 2 * 2  # 2 variants x 2 seeds, train and val, by step and by time
+    assert "<audio" not in page and "bits per byte" in page
     for variant in ("baseline", "haar"):
         finals, bests = [], []
         for run in saved["variants"][variant]["runs"]:

@@ -241,3 +241,16 @@ def test_a_run_folder_without_last_pt_is_not_replaced_silently(tmp_path):
         plan_run("text", None, out, "tiny", None, {}, {})
     plan = plan_run("text", None, out, "tiny", None, {}, {}, overwrite=True)
     assert plan.out == out and (out / "best.pt").exists()  # planning writes nothing: train clears it, holding the lock
+
+
+def test_keep_every_keeps_weights_to_sample_and_a_fresh_run_clears_them(shards, tmp_path, tiny_model, tiny_train):
+    from wgpt.runs import clear_run, step_checkpoints
+
+    run = tmp_path / "run"
+    train(shards, run, tiny_model, replace(tiny_train, keep_every=4), show_progress=False)
+    kept = step_checkpoints(run)
+    assert list(kept) == [4, 8, 12]
+    ckpt = load_checkpoint(kept[8])
+    assert ckpt["step"] == 8 and "optimizer" not in ckpt and ckpt["modality"] == load_checkpoint(run / "last.pt")["modality"]
+    clear_run(run)
+    assert step_checkpoints(run) == {}

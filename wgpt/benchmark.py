@@ -20,9 +20,11 @@ from wgpt.curves import best_point, overfit, steps_to_reach
 from wgpt.errors import WgptError
 from wgpt.io import write_atomic, write_json
 from wgpt.plot import plot_curves
+from wgpt.report import ReportOptions, SampleOptions, write_report
 from wgpt.training import OVERFIT_PATIENCE, read_metrics, train
 
 VARIANTS = {"baseline": "none", "haar": "haar", "learnable": "learnable", "larger": "none"}
+BENCH_EVAL_TOKENS = 50_000  # validation tokens per run in the bench's report.html: bits per unit in about a second on a CPU
 
 
 def speedup(baseline: list[dict[str, Any]], variant: list[dict[str, Any]]) -> float | None:
@@ -148,7 +150,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
 def bench(
     data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, variants: list[str], seeds: list[int], show_progress: bool = True
 ) -> dict[str, Any]:
-    """Train every variant for every seed; write summary.json, summary.md and val_loss.png to ``out``."""
+    """Train every variant for every seed; write summary.json, summary.md, val_loss.png and report.html to ``out``."""
     if "baseline" not in variants:
         variants = ["baseline", *variants]
     runs = run_variants(data, out, model_cfg, train_cfg, variants, seeds, show_progress)
@@ -168,4 +170,7 @@ def bench(
     best = {f"{r.variant} (seed {r.seed})": best_point(r.rows)[::-1] for r in runs}  # (step, loss): a star on each curve
     title = f"validation loss, {data.name} (stars: best)"
     plot_curves(curves, out / "val_loss.png", title, ylabel="val loss (nats/token)", styles=styles, points=best)
+    # The page without samples: curves, speed-ups and evaluation cost seconds; `wgpt report OUT` adds samples.
+    report = ReportOptions(SampleOptions(count=0, device=train_cfg.device), eval_tokens=BENCH_EVAL_TOKENS)
+    write_report([out], out / "report.html", report)
     return summary

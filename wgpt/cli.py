@@ -31,7 +31,7 @@ from wgpt.progress import console as err_console
 class _InOrderOfUse(typer.core.TyperGroup):
     """``wgpt --help`` lists the commands in the order a session uses them, ``prepare`` first."""
 
-    ORDER = ("prepare", "train", "eval", "sample", "bench", "export", "demo")
+    ORDER = ("prepare", "train", "eval", "sample", "report", "bench", "export", "demo")
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
@@ -355,7 +355,8 @@ def train(
         f"trained {result.params:,} parameters for {result.step} steps{' (stopped early)' if result.stopped_early else ''}: "
         f"best val loss {result.best_val_loss:.4f} nats/token at step {result.best_step}\n"
         f"wrote {_e(result.out)}/best.pt, last.pt, metrics.jsonl, loss.png\n"
-        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}",
+        f"next: wgpt sample --ckpt {_e(result.out)}/best.pt --out sample{_default_ext(plan.data[0])}\n"
+        f"see and hear it: wgpt report {_e(result.out)} --out {_e(result.out)}/report.html",
         highlight=False,
     )
 
@@ -431,7 +432,7 @@ def sample(
     prompt_file: Annotated[Optional[Path], typer.Option(help="File to continue: text, .mid or audio, per the model.")] = None,
     tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate (default: 500; audio: 1 second).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Audio: seconds to generate (instead of --tokens).")] = None,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0).")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature, from 0.0001 to 10000; lower is more conservative.")] = 1.0,
     top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold in (0, 1].")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same output.")] = 0,
@@ -542,7 +543,7 @@ def bench_cmd(
 
     The speed-up is in steps to reach the baseline's final validation loss; final losses and the step-time ratio come with it.
 
-    Writes summary.json, summary.md and val_loss.png.
+    Writes summary.json, summary.md, val_loss.png and report.html (curves and tables; `wgpt report` adds samples).
     """
     from wgpt.benchmark import VARIANTS, bench, markdown_table
     from wgpt.config import override
@@ -566,7 +567,49 @@ def bench_cmd(
     out = out or Path("runs") / f"bench-{data.name}"
     summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
-    out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png", highlight=False, soft_wrap=True)
+    out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png, report.html", highlight=False, soft_wrap=True)
+    out_console.print(f"with samples: wgpt report {_e(out)} --out {_e(out)}/report.html", highlight=False, soft_wrap=True)
+
+
+# -- report -------------------------------------------------------------------------------
+@app.command("report")
+@cli_errors
+def report_cmd(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN_OR_BENCH", help="Run folders (`wgpt train --out`) and bench folders (`wgpt bench --out`)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    samples: Annotated[int, typer.Option(help="Samples per checkpoint, each beside a validation slice; 0: curves and tables only.")] = 1,
+    tokens: Annotated[Optional[int], typer.Option(help="New tokens per sample (default: 500; audio: 1 second).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Audio runs: seconds per sample (other runs take --tokens).")] = None,
+    every: Annotated[
+        Optional[int],
+        typer.Option(help="Also sample the step checkpoints at multiples of N, to hear training progress (train with --keep-every)."),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature, from 0.0001 to 10000; lower is more conservative.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and of the validation slices beside them.")] = 0,
+    eval_tokens: Annotated[int, typer.Option(help="Validation tokens evaluated per run (best.pt); 0: no evaluation.")] = 100_000,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")] = False,
+) -> None:
+    """One self-contained HTML page to see and hear runs: loss curves, a bench's speed-ups, configuration, data, evaluation and samples.
+
+    It opens offline and fetches nothing: curves and piano rolls are SVG, sounds are embedded WAV. Each sample (text; a piano roll with a rendered player; audio with its waveform and spectrogram) sits beside a validation slice of the same length."""
+    from wgpt.report import ReportOptions, SampleOptions, write_report
+
+    opts = SampleOptions(
+        count=samples, tokens=tokens, seconds=seconds, every=every, temperature=temperature, top_k=top_k, seed=seed, device=device
+    )
+    say = (lambda _line: None) if quiet else (lambda line: err_console.print(_e(line), highlight=False, soft_wrap=True))
+    path = write_report(sources, out, ReportOptions(opts, eval_tokens), say)
+    size = path.stat().st_size
+    out_console.print(
+        f"wrote {_e(path)} ({size / 1e6:,.1f} MB)" if size >= 1e6 else f"wrote {_e(path)} ({size / 1e3:,.0f} kB)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def run() -> None:

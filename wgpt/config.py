@@ -81,6 +81,9 @@ class TrainConfig:
     eval_interval: int = setting(25, "--eval-interval", "Steps between validations and checkpoints.")
     eval_batches: int = setting(8, "--eval-batches", "Fixed validation batches per evaluation.")
     early_stop: int = setting(0, "--early-stop", "Stop after this many evaluations without a lower validation loss; 0: never.")
+    keep_every: int = setting(
+        0, "--keep-every", "Also keep the weights every N steps (RUN/checkpoints/step-N.pt), for `wgpt report --every`; 0: none."
+    )  # weights only, no optimiser state: for sampling the run's progress, not for resuming
     seed: int = setting(1337, "--seed", "Seed of the weights and the data order.")  # equal seeds give equal batches
     device: str = setting("auto", "--device", "auto, cpu, cuda, cuda:N or mps.")
     compile: bool = setting(False, "--compile/--no-compile", "torch.compile the model (GPU runs).")
@@ -96,6 +99,8 @@ class TrainConfig:
             raise WgptError(f"--lr must be a positive number, got {self.lr}")
         if self.warmup < 0:
             raise WgptError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.keep_every < 0:
+            raise WgptError(f"--keep-every must be >= 0 (0 keeps no step checkpoints), got {self.keep_every}")
         if self.early_stop < 0:
             raise WgptError(f"--early-stop must be >= 0 (0 never stops early), got {self.early_stop}")
         if not 0 <= self.weight_decay < math.inf:

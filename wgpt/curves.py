@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def steps_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
-    """First (interpolated) step at which ``val_loss`` is at or below ``target``; None if never."""
+def steps_to_reach(rows: list[dict[str, Any]], target: float, x: str = "step") -> float | None:
+    """First (interpolated) step at which ``val_loss`` is at or below ``target``; None if never.
+
+    ``x="elapsed_s"`` gives the wall-clock seconds instead (both start from 0 before the first row)."""
     prev_step, prev_loss = 0, None
     for row in rows:
-        step, loss = row["step"], row["val_loss"]
+        step, loss = row[x], row["val_loss"]
         if loss <= target:
             if prev_loss is None or prev_loss == loss:
                 return float(step)

@@ -108,7 +108,11 @@ def sample_statistics(model: Any, modality: Any, val: np.ndarray, samples: int, 
         return {}
     prompt = modality.start_ids()
     generated = generate(model, prompt, context - len(prompt), num_samples=samples, seed=seed)
-    gen_stats = modality.statistics([prompt + g for g in generated])
+    return compare_statistics(modality.statistics([prompt + g for g in generated]), val_stats)
+
+
+def compare_statistics(gen_stats: dict[str, Any], val_stats: dict[str, Any]) -> dict[str, Any]:
+    """Each scalar statistic as {generated, validation}; each distribution as its total-variation distance."""
     table: dict[str, Any] = {}
     for key, ref in val_stats.items():
         got = gen_stats.get(key)

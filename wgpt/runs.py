@@ -9,6 +9,7 @@ than the run's is named in a notice.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,28 @@ RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png")  # what a run writes and a fresh run replaces
 
 
+STEP_CHECKPOINTS = "checkpoints"  # RUN/checkpoints/step-N.pt, kept by --keep-every
+
+
+def step_checkpoint(out: Path, step: int) -> Path:
+    return out / STEP_CHECKPOINTS / f"step-{step:07d}.pt"
+
+
+def step_checkpoints(out: Path) -> dict[int, Path]:
+    """The step checkpoints a run kept (``--keep-every``), by step."""
+    found = sorted((out / STEP_CHECKPOINTS).glob("step-*.pt"))
+    return {int(p.stem.removeprefix("step-")): p for p in found if p.stem.removeprefix("step-").isdigit()}
+
+
 def clear_run(out: Path) -> None:
     """Remove a previous run's files from ``out`` so that a fresh run does not resume or append to them
     (``wgpt.training.train`` does, holding the folder's lock; ``plan_run`` refuses to without --overwrite)."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    for path in step_checkpoints(out).values():
+        path.unlink()
+    with contextlib.suppress(OSError):
+        (out / STEP_CHECKPOINTS).rmdir()  # if empty
 
 
 @dataclass

@@ -34,7 +34,7 @@ from wgpt.limits import check_fits, model_params, training_bytes
 from wgpt.lock import run_lock
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
-from wgpt.runs import clear_run
+from wgpt.runs import clear_run, step_checkpoint
 from wgpt.shards import TrainingData, open_training_data
 
 OVERFIT_PATIENCE = 3  # evaluations without a lower validation loss, while training loss falls, before saying so
@@ -344,6 +344,12 @@ class Runner:
         if name == "last.pt":
             self.saved_step = step
 
+    def keep(self, step: int) -> None:
+        """The weights at ``step`` (``--keep-every``), with what sampling needs and no optimiser state."""
+        path = step_checkpoint(self.out, step)
+        path.parent.mkdir(exist_ok=True)
+        save_checkpoint(path, self.model, self.shards.modality_spec, self.cfg, step=step, data=self.shards.describe())
+
     def diverged(self, what: str, value: float, step: int) -> WgptError:
         if self.saved_step:
             kept = f"{self.out}/last.pt keeps the last good state (step {self.saved_step}); lower --lr or raise --warmup, then --resume"
@@ -420,6 +426,8 @@ class Runner:
                 state["elapsed_s"] += dt
                 state["interval"] = [state["interval"][0] + loss, state["interval"][1] + 1]
                 state["step"] = step + 1
+                if cfg.keep_every and (step + 1) % cfg.keep_every == 0 and ctx.is_main:
+                    self.keep(step + 1)
                 bar.update(task, advance=1, loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.2e}", **{"tok/s": self.speed(tokens_per_step / dt)})
                 done = step + 1 == cfg.steps
                 stop_now = ctx.any(stop.signal is not None)
