@@ -226,13 +226,23 @@ def test_a_killed_prepare_leaves_no_workers_and_nothing_train_accepts(how: str, 
         open_shards(out)
 
 
-def test_fifos_are_skipped_and_a_file_named_twice_counts_once(corpus_dir: Path, tmp_path: Path):
+def test_fifos_sockets_and_devices_are_skipped_and_a_file_named_twice_counts_once(corpus_dir: Path, tmp_path: Path):
     import os
+    import socket
 
     os.mkfifo(corpus_dir / "pipe.txt")  # reading it would block forever
+    (corpus_dir / "zero.txt").symlink_to("/dev/zero")  # a device: reading it never ends
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(corpus_dir / "sock.txt"))
     (corpus_dir / "again.txt").symlink_to(corpus_dir / "part0.txt")
-    report = prepare(TextModality(), [corpus_dir, corpus_dir / "part1.txt"], tmp_path / "out", workers=1, show_progress=False)
+    try:
+        report = prepare(TextModality(), [corpus_dir, corpus_dir / "part1.txt"], tmp_path / "out", workers=1, show_progress=False)
+    finally:
+        server.close()
+    reason = "not a regular file (a FIFO, socket or device)"
     assert report.files == 3 and [(Path(p).name, r) for p, r in report.skipped] == [
-        ("pipe.txt", "not a regular file (a FIFO, socket or device)")
+        ("pipe.txt", reason),
+        ("sock.txt", reason),
+        ("zero.txt", reason),
     ]
     assert report.tokens["train"] + report.tokens["val"] == 3 * 20_000

@@ -66,21 +66,26 @@ def read_run(path: Path, name: str | None = None, variant: str | None = None, se
     if not rows:
         raise WgptError(f"{path} has no metrics rows yet (metrics.jsonl is missing or empty): train it, or pass another run")
     config_path = path / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    except ValueError as err:  # a hand-edited or torn config.json: the curves still stand on their own
+        raise WgptError(f"{config_path} is not valid JSON ({err}): repair or delete it") from None
+    if not isinstance(config, dict):
+        raise WgptError(f"{config_path} is not a run's config (not a JSON object): repair or delete it")
     return Run(name or path.name, path, rows, config, variant, seed)
 
 
 def read_bench(path: Path) -> Bench:
     try:
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-        per_variant = [(name, r["seed"], r["path"]) for name, v in summary["variants"].items() for r in v["per_run"]]
-    except (ValueError, KeyError, TypeError) as err:
+        per_variant = [(name, r["seed"], Path(r["path"]).name) for name, v in summary["variants"].items() for r in v["per_run"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise WgptError(f"{path}/summary.json is damaged ({type(err).__name__}: {err}); run `wgpt bench` again") from None
     runs = []
-    for variant, seed, recorded in per_variant:
-        folder = path / Path(recorded).name
+    for variant, seed, name in per_variant:
+        folder = path / name
         if not folder.is_dir():
-            raise WgptError(f"bench {path} lists the run {Path(recorded).name}, which is not beside its summary.json")
+            raise WgptError(f"bench {path} lists the run {name}, which is not beside its summary.json")
         runs.append(read_run(folder, variant=variant, seed=seed))
     return Bench(path, summary, runs)
 
