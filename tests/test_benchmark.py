@@ -52,11 +52,11 @@ def test_overfitting_needs_stalled_validation_and_falling_training_loss():
 
 def test_summary_reports_best_final_and_a_variant_that_never_reaches(tmp_path: Path):
     base = [
-        dict(r, train_loss=1.0 - 0.1 * i, tokens_per_s=100.0)
+        dict(r, train_loss=1.0 - 0.1 * i, tokens_per_s=100.0, elapsed_s=1.0 * r["step"])
         for i, r in enumerate(rows([(10, 2.2), (20, 1.8), (30, 2.0), (40, 2.2), (50, 2.4)]))
     ]
-    slow = [dict(r, tokens_per_s=50.0) for r in rows([(10, 2.0), (20, 1.9), (30, 2.1), (40, 2.5), (50, 2.6)])]
-    fast = [dict(r, tokens_per_s=50.0) for r in rows([(10, 2.0), (20, 1.6), (30, 1.7), (40, 1.9), (50, 2.0)])]
+    slow = [dict(r, tokens_per_s=50.0, elapsed_s=2.0 * r["step"]) for r in rows([(10, 2.0), (20, 1.9), (30, 2.1), (40, 2.5), (50, 2.6)])]
+    fast = [dict(r, tokens_per_s=50.0, elapsed_s=2.5 * r["step"]) for r in rows([(10, 2.0), (20, 1.6), (30, 1.7), (40, 1.9), (50, 2.0)])]
     runs = [
         BenchRun("baseline", 1, tmp_path / "b", 10, base),
         BenchRun("haar", 1, tmp_path / "h", 10, slow),
@@ -69,7 +69,8 @@ def test_summary_reports_best_final_and_a_variant_that_never_reaches(tmp_path: P
     assert h["speedup"] is None and h["speedup_reached"] == "0/1" and h["best_gap"] == pytest.approx(1.8 - 1.9)
     assert learn["speedup"] == pytest.approx(20 / 15)
     assert learn["step_time_ratio"] == pytest.approx(2.0)  # half the tokens/s: twice the step time
-    assert learn["speedup_time"] == pytest.approx(20 / 15 / 2.0)
+    assert learn["speedup_time"] == pytest.approx(20 / (15 * 2.5))  # 20 s to the baseline's best, 37.5 s on the variant's clock
+    assert h["speedup_time"] is None and b["speedup_time"] == 1.0
     table = markdown_table(summary)
     assert "Never reached the baseline's best loss: haar" in table
 
@@ -109,3 +110,10 @@ def test_bench_summary_agrees_with_its_metrics_files(corpus_dir: Path, tmp_path:
     if reached:
         assert saved["variants"]["haar"]["speedup"] == pytest.approx(sum(reached) / len(reached))
     assert saved["variants"]["baseline"]["speedup"] == pytest.approx(1.0)
+    for b, h, row in zip(
+        saved["variants"]["baseline"]["runs"], saved["variants"]["haar"]["runs"], saved["variants"]["haar"]["per_run"], strict=True
+    ):  # the wall-clock speed-up is the runs' own clocks, not a product of other columns
+        target, best_step = min((r["val_loss"], r["step"]) for r in metrics(b))
+        seconds = next(r["elapsed_s"] for r in metrics(b) if r["step"] == best_step)
+        reach = steps_to_reach(metrics(h), target, x="elapsed_s")
+        assert row["speedup_time"] == (None if reach is None else pytest.approx(seconds / reach))

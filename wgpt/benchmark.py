@@ -34,6 +34,17 @@ def speedup(baseline: list[dict[str, Any]], variant: list[dict[str, Any]]) -> fl
     return None if not reached else n / reached
 
 
+def speedup_in_time(baseline: list[dict[str, Any]], variant: list[dict[str, Any]]) -> float | None:
+    """The same ratio on the runs' own clocks (``elapsed_s``, evaluations included): the baseline's
+    seconds to its best loss over the variant's (interpolated) seconds to reach it; None if never."""
+    if not all("elapsed_s" in r for r in baseline + variant):  # metrics written before runs kept a clock
+        return None
+    target, n = best_point(baseline)
+    seconds = next(r["elapsed_s"] for r in baseline if r["step"] == n)
+    reached = steps_to_reach(variant, target, x="elapsed_s")
+    return None if not reached else seconds / reached
+
+
 def larger_config(cfg: ModelConfig) -> ModelConfig:
     """The comparison model for "as much as a larger model": twice the blocks, 1.5x the width."""
     width = (int(cfg.d_model * 1.5) // cfg.n_head) * cfg.n_head
@@ -86,6 +97,7 @@ def summarise(runs: list[BenchRun], variants: list[str], seeds: list[int]) -> di
             best, best_step = best_point(run)
             base_best, _ = best_point(base)
             up = 1.0 if variant == "baseline" else speedup(base, run)  # the reference, by definition
+            up_time = 1.0 if variant == "baseline" else speedup_in_time(base, run)
             ratio = statistics.median(r["tokens_per_s"] for r in base) / statistics.median(r["tokens_per_s"] for r in run)
             per_run.append({
                 "seed": seed,
@@ -97,12 +109,13 @@ def summarise(runs: list[BenchRun], variants: list[str], seeds: list[int]) -> di
                 "overfit": overfit(run, OVERFIT_PATIENCE),
                 "best_gap": base_best - best,  # > 0: the variant's best is lower than the baseline's
                 "speedup": up,
-                "speedup_time": None if up is None else up / ratio,
+                "speedup_time": up_time,
                 "step_time_ratio": ratio,
             })  # fmt: skip
             if up is not None:
                 ups.append(up)
-                time_ups.append(up / ratio)
+            if up_time is not None:
+                time_ups.append(up_time)
         best, best_sd = _mean_std([r["best_val_loss"] for r in per_run])
         final, final_sd = _mean_std([r["final_val_loss"] for r in per_run])
         up, up_sd = _mean_std(ups)
@@ -128,7 +141,8 @@ def summarise(runs: list[BenchRun], variants: list[str], seeds: list[int]) -> di
 def markdown_table(summary: dict[str, Any]) -> str:
     lines = [
         f"Steps: {summary['steps']}; seeds: {', '.join(map(str, summary['seeds']))}. "
-        "Speed-up: steps the baseline took to its best validation loss, over the steps the variant took to reach it.",
+        "Speed-up: steps the baseline took to its best validation loss, over the steps the variant took to reach it; "
+        "in time: the same on the runs' own clocks (seconds, evaluations included). Step time: the baseline's median tokens/s over the variant's.",
         "",
         "| variant | params | best val loss | final val loss | best vs baseline's best | speed-up (reached) | speed-up in time | step time vs baseline | overfit |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
