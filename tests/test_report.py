@@ -55,6 +55,11 @@ def test_unequal_steps_are_spaced_in_proportion():
     assert (x50 - x20) == pytest.approx(3 * (x20 - x10), abs=0.2)
 
 
+def test_a_run_of_one_evaluation_shows_its_point():
+    svg = line_chart(Chart([Series("one", [10], [2.0], "#123"), Series("two", [10, 20], [2.5, 1.5], "#456")], "step", "loss"))
+    assert svg.count('<circle class="point"') == 1 and 'fill="#123"' in svg.split('<circle class="point"')[1]
+
+
 def bench_of(tmp_path: Path) -> Bench:
     """A baseline and a wavelet run of one seed; the wavelet run reaches the baseline's best (1.8 at step 40)
     halfway between steps 20 and 30, at step 25, and takes 0.6 s a step."""

@@ -122,11 +122,15 @@ def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[
 def check_training_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, world_size: int, device: torch.device) -> None:
     """Refuse, before allocating, a model and batch that cannot fit in memory (``wgpt.limits``)."""
     micro = train_cfg.micro_batch or train_cfg.batch_size // world_size
+    where = str(device) if device.type == "cuda" else "cpu"
+    params = model_params(model_cfg)
+    what = f"training {params:,} parameters"
+    check_fits(16 * params, what, "lower --layers, --width or --ffn", where)  # the weights and AdamW alone
     check_fits(
         training_bytes(model_cfg, micro),
-        f"training {model_params(model_cfg):,} parameters on micro-batches of {micro} x {model_cfg.context} tokens",
-        "lower --layers, --width, --ffn or --context, or pass --micro-batch to split each batch",
-        str(device) if device.type == "cuda" else "cpu",
+        f"{what} on micro-batches of {micro} x {model_cfg.context} tokens",
+        "lower --batch-size or --context, or pass --micro-batch to split each batch into smaller passes",
+        where,
     )
 
 

@@ -103,6 +103,8 @@ def line_chart(chart: Chart) -> str:
         parts.append(
             f'<polyline class="series" data-name="{escape(s.name)}" points="{points}" fill="none" stroke="{s.color}" stroke-width="2"{dash}/>'
         )
+        if len(s.xs) == 1:  # one evaluation draws no line: show the point
+            parts.append(f'<circle class="point" cx="{sx(s.xs[0]):.1f}" cy="{sy(s.ys[0]):.1f}" r="3" fill="{s.color}"/>')
     for m in chart.markers:
         cx, cy = sx(m.x), sy(m.y)
         parts.append(f'<circle class="marker" cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{m.color}" stroke="#fff" stroke-width="1.5"/>')
