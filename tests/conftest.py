@@ -35,6 +35,21 @@ def corpus_dir(tmp_path: Path, milton: str) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory, milton: str) -> Path:
+    """Three parts of Paradise Lost prepared as bytes, once per module; read-only for its tests
+    (test_training.py prepares its own per test)."""
+    from wgpt.modalities.text import TextModality
+    from wgpt.preparation import prepare
+
+    src = tmp_path_factory.mktemp("corpus")
+    for i in range(3):
+        (src / f"part{i}.txt").write_text(milton[i * 20_000 : (i + 1) * 20_000], encoding="utf-8")
+    out = tmp_path_factory.mktemp("data")
+    prepare(TextModality(), [src], out, workers=1, show_progress=False)
+    return out
+
+
 @pytest.fixture
 def tiny_model() -> ModelConfig:
     return ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64, context=32)

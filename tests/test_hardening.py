@@ -21,8 +21,6 @@ from wgpt.cli import app
 from wgpt.config import ModelConfig, TrainConfig
 from wgpt.errors import WgptError
 from wgpt.lock import LOCK_NAME, holder, run_lock
-from wgpt.modalities.text import TextModality
-from wgpt.preparation import prepare
 from wgpt.training import train
 
 runner = CliRunner()
@@ -30,16 +28,6 @@ MODEL = ModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, context=32)
 TRAIN = TrainConfig(steps=4, batch_size=4, lr=3e-3, warmup=2, eval_interval=2, eval_batches=2, device="cpu")
 TINY = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--context", "32", "--batch-size", "4"]
 TINY += ["--eval-batches", "2", "--warmup", "2", "--device", "cpu", "-q"]
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory, milton: str) -> Path:
-    src = tmp_path_factory.mktemp("corpus")
-    for i in range(3):
-        (src / f"part{i}.txt").write_text(milton[i * 20_000 : (i + 1) * 20_000], encoding="utf-8")
-    out = tmp_path_factory.mktemp("data")
-    prepare(TextModality(), [src], out, workers=1, show_progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")

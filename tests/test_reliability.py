@@ -69,17 +69,6 @@ TRAIN = TrainConfig(steps=6, batch_size=4, lr=3e-3, warmup=2, eval_interval=2, e
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory: pytest.TempPathFactory, milton: str) -> Path:
-    """Three parts of Paradise Lost as bytes; read-only for every test here."""
-    src = tmp_path_factory.mktemp("corpus")
-    for i in range(3):
-        (src / f"part{i}.txt").write_text(milton[i * 20_000 : (i + 1) * 20_000], encoding="utf-8")
-    out = tmp_path_factory.mktemp("data")
-    prepare(TextModality(), [src], out, workers=1, show_progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """The metrics of MODEL trained for TRAIN.steps without a break: what every resumed run must equal."""
     run = tmp_path_factory.mktemp("uninterrupted")
