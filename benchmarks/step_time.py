@@ -4,15 +4,18 @@ Builds one model per variant from a preset and times full training steps (forwar
 AdamW) in interleaved rounds, so machine noise hits every variant alike. Prints the median step
 time of each and its ratio to the baseline.
 
-    python benchmarks/step_time.py --preset tiny --rounds 30
+    OMP_NUM_THREADS=1 python benchmarks/step_time.py --preset tiny --rounds 30 --json docs/figures/step_time_cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None, help="Also write every step time and the medians to this file.")
     args = parser.parse_args()
 
     model_cfg, train_cfg = preset(args.preset)
@@ -63,6 +67,21 @@ def main() -> None:
     for v in variants:
         med = statistics.median(times[v])
         print(f"{v:>10}: median {med * 1000:8.1f} ms/step   ratio to {variants[0]}: {med / base:.3f}")
+    if args.json:
+        figures = {
+            "command": " ".join(["python", *sys.argv]),
+            "preset": args.preset,
+            "batch": batch,
+            "context": model_cfg.context,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "rounds": args.rounds,
+            "median_s": {v: statistics.median(times[v]) for v in variants},
+            "ratio": {v: statistics.median(times[v]) / base for v in variants},
+            "times_s": times,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
