@@ -275,6 +275,9 @@ class AudioModality(Modality):
             "peak": PEAK,
         }
 
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        return self.decode(ids), self.sample_rate
+
     def describe_ids(self) -> str:
         return (
             f"one id per sample of mono audio at {self.sample_rate} Hz, {self.bits}-bit {ENCODING} (mu = {2**self.bits - 1}, "

@@ -157,6 +157,11 @@ class Modality(ABC):
     def write(self, ids: list[int], path: Path) -> list[Path]:
         """Write generated ids to ``path`` (its extension is one of ``output_extensions``); the files written."""
 
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int] | None:
+        """Generated ids as sound, ``(mono samples in [-1, 1], rate in Hz)``, for loggers that play
+        it (``wgpt.loggers``); ``None`` for modalities that do not sound."""
+        return None
+
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through this SoundFont: only modalities that render notes can."""
         raise WgptError(f"--soundfont renders MIDI models; this is a {self.name} model")

@@ -224,6 +224,10 @@ class MidiModality(Modality):
         write_atomic(path, _midi_bytes(score))
         return [path]
 
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        """The first piece rendered as for a ``.wav`` (sine waves, or the soundfont when one is set)."""
+        return self._render(self.decode(ids)), SAMPLE_RATE
+
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through FluidSynth and this SoundFont; checked now, before any generation."""
         if not path.is_file():
