@@ -410,9 +410,9 @@ class Runner:
     def log_sound(self, step: int) -> None:
         """A short sample of a MIDI or audio model, for the loggers that play sound."""
         seconds, listeners = self.logging[1], [lg for lg in self.loggers if lg.takes_audio]
-        modality = modality_from_spec(self.shards.modality_spec)
-        if not (seconds and listeners) or modality.name == "text":
+        if not (seconds and listeners) or self.shards.modality_spec.get("name") == "text":
             return
+        modality = modality_from_spec(self.shards.modality_spec)
         per_second = modality.tokens_per_second
         tokens = math.ceil(seconds * per_second) if per_second else self.model_cfg.context  # MIDI: a context of notes, cut
         ids = generate(self.model, modality.start_ids(), tokens, seed=step)[0]
