@@ -31,7 +31,7 @@ def test_an_export_gives_the_checkpoints_logits_and_samples(run: Path):
     from safetensors.torch import load_file
 
     folder = export(run / "run", run / "exported")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
     weights = load_file(str(folder / "model.safetensors"))  # safetensors' own loader, no wgpt code
     ckpt = load_checkpoint(run / "run/best.pt")
     assert set(weights) == set(ckpt["model"]) - {"head.weight"}  # tied to the embedding: stored once
@@ -69,3 +69,58 @@ def test_cli_export_then_sample_and_eval_read_the_folder(run: Path):
     assert texts[0] == texts[1]
     losses = [json.loads(cli.invoke(app, ["eval", "--ckpt", str(s), "--json"]).stdout)["loss"] for s in (run / "cli", run / "run/best.pt")]
     assert losses[0] == losses[1]
+
+
+def test_a_chars_export_holds_a_tokenizer_json_that_gives_wgpts_ids(run: Path, milton: str):
+    import json
+
+    from tokenizers import Tokenizer
+
+    folder = export(run / "run", run / "tokenizer")
+    _, modality = load_pretrained(folder)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))  # Hugging Face's loader, no wgpt code
+    probe = milton[60_000:70_000] + "\r\n\t  \u2028é中😀\x00"  # line breaks, and characters the corpus never had
+    ids = tok.encode(probe).ids
+    assert ids == modality.tokenize(probe)[0].tolist() and ids[-4:] == [0, 0, 0, 0]  # unseen: id 0, as wgpt
+    assert tok.decode(ids) == modality.decode(ids)
+    settings = json.loads((folder / "config.json").read_text())
+    assert settings["tokenizer_files"] == ["tokenizer.json"] and "id 0" in settings["ids"]
+    assert settings["ids"] in (folder / "README.md").read_text()
+
+
+def test_bpe_tokenizer_json_gives_the_ids_wgpt_encodes_with(milton: str, tmp_path: Path):
+    from tokenizers import Tokenizer
+
+    modality = TextModality("bpe", vocab_size=400)
+    modality.fit([milton[:100_000]])
+    (tmp_path / "tokenizer.json").write_text(modality.tokenizer_files()["tokenizer.json"], encoding="utf-8")
+    probe = milton[200_000:210_000]
+    ids = Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(probe).ids
+    assert ids == modality.tokenize(probe)[0].tolist() and len(ids) < 0.7 * len(probe)  # merges applied
+
+
+def test_bytes_and_audio_say_what_their_ids_are_and_need_no_tokenizer():
+    from wgpt.modalities.audio import AudioModality
+
+    assert TextModality("bytes").tokenizer_files() == {} and "UTF-8 bytes" in TextModality("bytes").describe_ids()
+    audio = AudioModality(sample_rate=8000, bits=6)
+    assert audio.tokenizer_files() == {}
+    assert all(s in audio.describe_ids() for s in ("8000 Hz", "6-bit mu-law", "ids 0-63"))
+
+
+@pytest.mark.parametrize("bpe", [False, True])
+def test_midi_tokenizer_json_loads_in_miditok_and_encodes_as_wgpt(bpe: bool, tmp_path: Path):
+    import miditok
+
+    from wgpt.modalities.base import Piece
+    from wgpt.modalities.midi import MidiModality
+
+    files = sorted(Path(__file__).parent.joinpath("assets/midi/good").glob("*.mid"))
+    modality = MidiModality(vocab_size=600 if bpe else None)
+    if bpe:
+        modality.fit([modality.fit_sample(Piece(f, 0, f.stat().st_size)) for f in files], len(files))
+    (tmp_path / "tokenizer.json").write_text(modality.tokenizer_files()["tokenizer.json"], encoding="utf-8")
+    tok = miditok.REMI(params=tmp_path / "tokenizer.json")  # MidiTok's own loader
+    assert len(tok) == modality.vocab_size and tok.is_trained == bpe
+    for f in files:
+        assert tok.encode(f).ids == modality.encode_file(f)

@@ -156,3 +156,11 @@ def test_fp64_is_exact_to_fp64(learnable):
         parts = [mix(h[:, :9].clone(), cache, 0), mix(h[:, 9].clone(), cache, 9).unsqueeze(1), mix(h[:, 10:].clone(), cache, 10)]
     torch.testing.assert_close(whole, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(torch.cat(parts, dim=1), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_buffers_have_row_major_strides(learnable):
+    """DDP broadcasts the buffers at start-up and refuses a (H, 1) tensor with the transpose's strides (1, H)."""
+    mix = WaveletMix(32, 64, learnable=learnable)
+    for name, buf in mix.named_buffers():
+        assert buf.stride() == torch.empty(buf.shape).stride(), name

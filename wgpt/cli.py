@@ -295,6 +295,21 @@ def train(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+    logger: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--logger",
+            metavar="NAME",
+            help="Also send the metrics rows to csv (RUN/metrics.csv), tensorboard (RUN/tensorboard) or wandb (offline unless WANDB_MODE is set); repeatable.",
+        ),
+    ] = None,
+    log_audio: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="MIDI and audio runs: this many seconds of a generated sample at each evaluation, for tensorboard and wandb.",
+        ),
+    ] = 0.0,
     config: Annotated[
         Optional[Path],
         typer.Option(
@@ -343,6 +358,8 @@ def train(
         data_weights=plan.data_weights,
         verify=verify,
         init_from=init_from,
+        loggers=logger or [],
+        log_audio=log_audio,
     )
     if not is_main_process():  # under torchrun, rank 0 alone reports
         raise typer.Exit(130 if result.interrupted else 0)

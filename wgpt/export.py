@@ -4,8 +4,11 @@
 
 - ``model.safetensors``: the weights only (the head is tied to the token embedding, so it is
   stored once, as ``tok_emb.weight``), readable by ``safetensors``' own loader;
-- ``config.json``: the model config, the modality spec (which holds the tokenizer) and a sha256 of
-  the weights, checked on load;
+- ``config.json``: the model config, the modality spec (which holds the tokenizer), a sentence
+  saying what the ids are (``ids``) and a sha256 of the weights, checked on load;
+- the tokenizer as files other libraries load (``tokenizer_files``): ``tokenizer.json`` for
+  Hugging Face ``tokenizers`` (text BPE and chars) or in MidiTok's saved form (MIDI); text as
+  bytes and audio need none (their ids are UTF-8 bytes, mu-law samples);
 - ``README.md``: a model card with the data, the steps and the losses.
 
 The folder is what ``huggingface_hub`` uploads as it is. ``wgpt eval`` and ``wgpt sample``
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from wgpt.io import atomic_path, json_safe, os_reason, usual_mode, write_json
 
 EXPORT_FORMAT = "wgpt-export"
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+TOKENIZER_FILES = ("tokenizer.json",)  # every name a modality's tokenizer_files may give
 TIED = "head.weight"  # the same tensor as tok_emb.weight
 TRAINED = ("data", "step", "best_val_loss", "best_step", "train_config")  # what eval and the card read from a run
 
@@ -42,7 +47,7 @@ def export(src: Path, out: Path) -> Path:
     ckpt_path = src / "best.pt" if src.is_dir() and not is_export(src) else src
     ckpt = load_checkpoint(ckpt_path)
     model_from_checkpoint(ckpt)  # a damaged checkpoint fails here, before anything is written
-    modality_of(ckpt, ckpt_path)
+    modality = modality_of(ckpt, ckpt_path)
     tensors = {k: v.contiguous() for k, v in ckpt["model"].items() if k != TIED}
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -52,11 +57,18 @@ def export(src: Path, out: Path) -> Path:
         save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
         usual_mode(tmp)  # safetensors writes its file 0600; an export is meant to be shared
     trained = {k: json_safe(ckpt.get(k)) for k in TRAINED}  # a run that never evaluated has a best loss of inf
+    tokenizer = modality.tokenizer_files()
     settings = {"format": EXPORT_FORMAT, "version": VERSION, "model_config": ckpt["model_config"], "modality": ckpt["modality"], **trained}
+    settings.update(ids=modality.describe_ids(), tokenizer_files=sorted(tokenizer))
     settings["weights_sha256"] = state_digest({"model": tensors})  # checked on load: a flipped bit is refused
+    for stale in set(TOKENIZER_FILES) - set(tokenizer):  # left by an earlier export into this folder, of another tokenizer
+        (out / stale).unlink(missing_ok=True)
+    for name, text in tokenizer.items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     write_json(out / CONFIG, settings)
     with atomic_path(out / CARD) as tmp:
-        tmp.write_text(model_card(ckpt, ckpt_path), encoding="utf-8")
+        tmp.write_text(model_card(ckpt, ckpt_path, settings["ids"], settings["tokenizer_files"]), encoding="utf-8")
     return out
 
 
@@ -86,7 +98,7 @@ def load_pretrained(folder: Path) -> tuple[Any, Any]:
     return model_from_checkpoint(ckpt).eval(), modality_of(ckpt, folder)
 
 
-def model_card(ckpt: dict[str, Any], source: Path) -> str:
+def model_card(ckpt: dict[str, Any], source: Path, ids: str = "", tokenizer_files: Sequence[str] = ()) -> str:
     """A short README: what the model is, what it was trained on, how far, how well."""
     cfg, spec, train = ckpt["model_config"], ckpt.get("modality") or {}, ckpt.get("train_config") or {}
     wavelet = {
@@ -107,6 +119,8 @@ def model_card(ckpt: dict[str, Any], source: Path) -> str:
         f"vocabulary {cfg['vocab_size']}) with {wavelet.get(cfg.get('wavelet'), cfg.get('wavelet'))}, trained with wgpt.",
         "",
         f"- Data: `{ckpt.get('data', 'not recorded')}`",
+        *([f"- Tokens: {ids}"] if ids else []),
+        *([f"- Tokenizer files: {', '.join(f'`{n}`' for n in tokenizer_files)}"] if tokenizer_files else []),
         f"- Steps: {ckpt.get('step', 'not recorded')} of {train.get('steps', '?')}, batch {train.get('batch_size', '?')}, seed {train.get('seed', '?')}",
     ]
     if isinstance(loss, float) and math.isfinite(loss):

@@ -19,7 +19,7 @@ from wgpt.errors import WgptError
 from wgpt.lock import refuse_if_held
 
 RUN_NAMES = {"none": "baseline", "haar": "haar", "learnable": "learnable"}
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss.png")  # what a run writes and a fresh run replaces
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "loss.png")  # what a run writes and a fresh run replaces
 
 
 STEP_CHECKPOINTS = "checkpoints"  # RUN/checkpoints/step-N.pt, kept by --keep-every
@@ -42,6 +42,8 @@ def clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     for path in step_checkpoints(out).values():
         path.unlink()
+    for events in (out / "tensorboard").glob("events.out.tfevents.*"):  # --logger tensorboard
+        events.unlink()
     with contextlib.suppress(OSError):
         (out / STEP_CHECKPOINTS).rmdir()  # if empty
 

@@ -29,14 +29,18 @@ from wgpt.curves import overfit
 from wgpt.devices import autocast_dtype, pick_device
 from wgpt.errors import WgptError
 from wgpt.evaluation import estimate_loss
+from wgpt.generation import generate
 from wgpt.io import os_reason, write_json
 from wgpt.limits import check_fits, model_params, training_bytes
 from wgpt.lock import run_lock
+from wgpt.loggers import Logger, check_loggers, open_loggers
+from wgpt.modalities import modality_from_spec
 from wgpt.model import GPT
 from wgpt.progress import progress_bar
 from wgpt.runs import clear_run, step_checkpoint
 from wgpt.shards import TrainingData, open_training_data
 
+MAX_LOG_AUDIO_S = 30.0  # seconds of sound per evaluation: generation costs training time
 OVERFIT_PATIENCE = 3  # evaluations without a lower validation loss, while training loss falls, before saying so
 
 
@@ -182,13 +186,20 @@ def train(
     data_weights: list[float] | None = None,
     verify: bool | None = None,
     init_from: Path | None = None,
+    loggers: list[str] | None = None,
+    log_audio: float = 0.0,
 ) -> TrainResult:
     """Train a GPT on prepared shards at ``data`` (one folder, or several trained on as one, weighed
     by ``data_weights``); writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``. ``verify``:
     checksum every shard first (None: only folders small enough to check in about a second).
     ``init_from``: start from a checkpoint's weights (fine-tuning), with its model shape and
-    ``model_cfg``'s dropout, a fresh optimiser and schedule."""
+    ``model_cfg``'s dropout, a fresh optimiser and schedule. ``loggers``: ``wgpt.loggers`` names
+    that also get the metrics rows (rank 0), and ``log_audio`` seconds of a generated sample at
+    each evaluation of a MIDI or audio run where a logger plays sound (0: none)."""
     out = Path(out)
+    check_loggers(loggers or [])
+    if not 0 <= log_audio <= MAX_LOG_AUDIO_S:
+        raise WgptError(f"--log-audio must be from 0 to {MAX_LOG_AUDIO_S:g} seconds, got {log_audio}")
     ctx = dist.setup(train_cfg.device)
     device = ctx.device if ctx.active else pick_device(train_cfg.device)
     shards = open_training_data(data, data_weights, verify)
@@ -235,6 +246,7 @@ def train(
                 {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": shards.describe(), "data_weights": shards.weights},
             )
         runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
+        runner.logging = (loggers or [], log_audio)
         return runner.run(show_progress)
 
 
@@ -290,6 +302,8 @@ class Runner:
         self.saved_step = state["step"]  # the step of the last.pt on disk; 0: none yet
         self.overfit_said = False
         self.flops_per_token = dist.flops_per_token(model_cfg)
+        self.logging: tuple[list[str], float] = ([], 0.0)  # logger names, seconds of sound per evaluation
+        self.loggers: list[Logger] = []  # opened by ``run`` on rank 0
 
     def mfu(self, tokens_per_s: float) -> float | None:
         """Model FLOPs utilisation of each device at a global throughput of ``tokens_per_s``."""
@@ -386,6 +400,9 @@ class Runner:
         self.state["interval"] = [0.0, 0]
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:  # before last.pt: a resume drops rows past it
             f.write(json.dumps(row) + "\n")
+        for logger in self.loggers:
+            logger.log(row)
+        self.log_sound(step)
         if val_loss < self.state["best_val_loss"]:
             self.state.update(best_val_loss=val_loss, best_step=step, evals_since_best=0)
             self.checkpoint("best.pt", step)
@@ -393,6 +410,22 @@ class Runner:
             self.state["evals_since_best"] += 1
         self.checkpoint("last.pt", step)
         return row
+
+    def log_sound(self, step: int) -> None:
+        """A short sample of a MIDI or audio model, for the loggers that play sound."""
+        seconds, listeners = self.logging[1], [lg for lg in self.loggers if lg.takes_audio]
+        if not (seconds and listeners) or self.shards.modality_spec.get("name") == "text":
+            return
+        modality = modality_from_spec(self.shards.modality_spec)
+        per_second = modality.tokens_per_second
+        tokens = math.ceil(seconds * per_second) if per_second else self.model_cfg.context  # MIDI: a context of notes, cut
+        ids = generate(self.model, modality.start_ids(), tokens, seed=step)[0]
+        self.model.train()  # generate leaves the model in eval mode
+        samples, rate = modality.waveform(ids)
+        if not len(samples):  # an early MIDI model's notes may decode to nothing
+            return
+        for logger in listeners:
+            logger.audio("sample", samples[: round(seconds * rate)], rate, step)
 
     def notices(self, rows: list[dict[str, Any]], say: Callable[[str], None]) -> None:
         """One line, once each: the run passed one epoch; validation loss stalls while training loss falls."""
@@ -408,12 +441,23 @@ class Runner:
             )
 
     def run(self, show_progress: bool) -> TrainResult:
-        cfg, state, ctx = self.cfg, self.state, self.ctx
-        start_step = state["step"]
+        """Open the loggers (rank 0), train, close them."""
+        cfg, ctx = self.cfg, self.ctx
+        start_step = self.state["step"]
         rows: list[dict[str, Any]] = []
         if ctx.is_main:  # drop rows a killed run wrote after its last checkpoint
             rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["step"] <= start_step]
             (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            config = {"model": to_dict(self.model_cfg), "train": to_dict(cfg)}
+            self.loggers = open_loggers(self.logging[0], self.out, rows, config)
+        try:
+            return self._loop(show_progress, start_step, rows)
+        finally:
+            for logger in self.loggers:
+                logger.close()
+
+    def _loop(self, show_progress: bool, start_step: int, rows: list[dict[str, Any]]) -> TrainResult:
+        cfg, state, ctx = self.cfg, self.state, self.ctx
         tokens_per_step = cfg.batch_size * self.model_cfg.context
         val_loss, interrupted, stopped_early = float("nan"), False, False
         self.model.train()

@@ -174,7 +174,9 @@ class WaveletMix(nn.Module):
         # The Triton kernels' taps: a window and a weight per coordinate and scale, (H, S); the fixed
         # variant is one tap of weight 1 per coordinate.
         taps = windows.expand(n_mod, -1) if learnable else windows.T  # from (1, S) or (1, H)
-        self.register_buffer("taps", taps.int().contiguous(), persistent=False)
+        # Row-major strides, not the transpose's (1, H): contiguous() keeps those for a (H, 1) shape,
+        # and DDP's start-up broadcast of the buffers refuses them.
+        self.register_buffer("taps", taps.int().clone(memory_format=torch.contiguous_format), persistent=False)
         self.register_buffer("unit_mix", None if learnable else torch.ones(n_mod, 1), persistent=False)
 
     def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:

@@ -275,6 +275,15 @@ class AudioModality(Modality):
             "peak": PEAK,
         }
 
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        return self.decode(ids), self.sample_rate
+
+    def describe_ids(self) -> str:
+        return (
+            f"one id per sample of mono audio at {self.sample_rate} Hz, {self.bits}-bit {ENCODING} (mu = {2**self.bits - 1}, "
+            f"ids 0-{2**self.bits - 1}, id {int(mulaw_encode(np.zeros(1), self.bits)[0])} is silence); each file was normalised to a peak of {PEAK}"
+        )
+
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> AudioModality:
         if spec.get("encoding", ENCODING) != ENCODING:

@@ -77,6 +77,15 @@ class Modality(ABC):
     @abstractmethod
     def from_spec(cls, spec: dict[str, Any]) -> Modality: ...
 
+    def tokenizer_files(self) -> dict[str, str]:
+        """The tokenizer as files other libraries load (file name -> text), which ``wgpt export``
+        writes beside the weights; none where the ids need no tokenizer (bytes, audio samples)."""
+        return {}
+
+    def describe_ids(self) -> str:
+        """One sentence saying what the ids are, for an export's config.json and model card."""
+        return f"{self.name} token ids, {self.vocab_size} of them"
+
     # -- files to ids ---------------------------------------------------------------------
     def plan(self, path: Path) -> tuple[int, int]:
         """The span of positions ``path`` holds, after a cheap look (default: its bytes)."""
@@ -147,6 +156,11 @@ class Modality(ABC):
     @abstractmethod
     def write(self, ids: list[int], path: Path) -> list[Path]:
         """Write generated ids to ``path`` (its extension is one of ``output_extensions``); the files written."""
+
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int] | None:
+        """Generated ids as sound, ``(mono samples in [-1, 1], rate in Hz)``, for loggers that play
+        it (``wgpt.loggers``); ``None`` for modalities that do not sound."""
+        return None
 
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through this SoundFont: only modalities that render notes can."""

@@ -109,6 +109,18 @@ class MidiModality(Modality):
         modality._adopt(_tokenizer_from_dict(spec["miditok"]), spec["tokenizer"], None, None)  # merges included
         return modality
 
+    def tokenizer_files(self) -> dict[str, str]:
+        """``tokenizer.json`` in MidiTok's own saved form (``MusicTokenizer.save``), which
+        ``miditok.REMI(params=path)`` (or the tokenizer's class) loads."""
+        return {"tokenizer.json": json.dumps(self._tok.to_dict(), indent=4)}
+
+    def describe_ids(self) -> str:
+        bpe = f", compressed by BPE to {self.vocab_size} tokens" if self._tok.is_trained else f", {self.vocab_size} tokens"
+        return (
+            f"MidiTok {self.tokenizer} tokens, every track in one stream{bpe}; "
+            f"tokenizer.json loads with miditok.{self.tokenizer}(params='tokenizer.json')"
+        )
+
     # -- files to ids ---------------------------------------------------------------------
     def plan(self, path: Path) -> tuple[int, int]:
         """The file's bytes, after a look at its header: MIDI files are tokenized whole."""
@@ -211,6 +223,10 @@ class MidiModality(Modality):
             return [path.with_suffix(".mid"), path]
         write_atomic(path, _midi_bytes(score))
         return [path]
+
+    def waveform(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        """The first piece rendered as for a ``.wav`` (sine waves, or the soundfont when one is set)."""
+        return self._render(self.decode(ids)), SAMPLE_RATE
 
     def use_soundfont(self, path: Path) -> None:
         """Render ``.wav`` output through FluidSynth and this SoundFont; checked now, before any generation."""

@@ -44,6 +44,20 @@ def bundled_corpus() -> Path:
 UNKNOWN_CHAR = "\ufffd"  # id 0 of the chars vocabulary: characters never seen in training
 
 
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def chars_tokenizer(chars: str) -> Any:
+    """A ``tokenizers.Tokenizer`` giving the ids of the chars vocabulary ``chars``: every character
+    split off on its own, looked up in the table, unseen ones to id 0 (``UNKNOWN_CHAR``)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token=chars[0]))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?m:.)"), behavior="isolated")  # Oniguruma's (?m): . matches line breaks too
+    tok.decoder = decoders.Fuse()  # characters joined as they are, without spaces between them
+    return tok
+
+
 class TextModality(Modality):
     name: ClassVar[str] = "text"
     extensions: ClassVar[tuple[str, ...]] = (".txt", ".text", ".md", ".rst")
@@ -134,6 +148,25 @@ class TextModality(Modality):
         if needs and not isinstance(spec.get(needs), str):
             raise WgptError(f"the recorded {spec['tokenizer']} tokenizer is damaged (no {needs}): prepare the data again")
         return cls(spec["tokenizer"], chars=spec.get("chars"), bpe_json=spec.get("bpe_json"), encoder=spec.get("encoder", "tokenizers"))
+
+    def tokenizer_files(self) -> dict[str, str]:
+        """``tokenizer.json`` for Hugging Face ``tokenizers`` (``Tokenizer.from_file``): the BPE itself,
+        or a character table that gives the same ids; bytes need none."""
+        if self.tokenizer == "bpe":
+            return {TOKENIZER_FILE: self._require_fitted(self._bpe).to_str()}
+        if self.tokenizer == "chars":
+            return {TOKENIZER_FILE: chars_tokenizer(self._require_fitted(self.chars)).to_str()}
+        return {}
+
+    def describe_ids(self) -> str:
+        if self.tokenizer == "bytes":
+            return "ids 0-255 are the UTF-8 bytes of the text; no tokenizer is needed"
+        if self.tokenizer == "chars":
+            return (
+                f"one id per character, {self.vocab_size} characters; id 0 ({UNKNOWN_CHAR}) stands for characters unseen in training; "
+                f"{TOKENIZER_FILE} gives the same ids with Hugging Face tokenizers"
+            )
+        return f"byte-level BPE, {self.vocab_size} tokens; {TOKENIZER_FILE} gives the same ids with Hugging Face tokenizers"
 
     # -- files to ids ---------------------------------------------------------------------
     def plan(self, path: Path) -> tuple[int, int]:
