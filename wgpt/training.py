@@ -245,8 +245,7 @@ def train(
                 out / "config.json",
                 {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": shards.describe(), "data_weights": shards.weights},
             )
-        runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state)
-        runner.logging = (loggers or [], log_audio)
+        runner = Runner(model, optimizer, shards, model_cfg, train_cfg, device, ctx, out, state, loggers or [], log_audio)
         return runner.run(show_progress)
 
 
@@ -286,6 +285,8 @@ class Runner:
         ctx: dist.DistContext,
         out: Path,
         state: dict[str, Any],
+        logger_names: list[str] | None = None,
+        log_audio: float = 0.0,
     ) -> None:
         self.model, self.optimizer, self.shards = model, optimizer, shards
         self.model_cfg, self.cfg, self.device, self.ctx, self.out, self.state = model_cfg, train_cfg, device, ctx, out, state
@@ -302,7 +303,7 @@ class Runner:
         self.saved_step = state["step"]  # the step of the last.pt on disk; 0: none yet
         self.overfit_said = False
         self.flops_per_token = dist.flops_per_token(model_cfg)
-        self.logging: tuple[list[str], float] = ([], 0.0)  # logger names, seconds of sound per evaluation
+        self.logger_names, self.log_audio = logger_names or [], log_audio  # seconds of sound per evaluation
         self.loggers: list[Logger] = []  # opened by ``run`` on rank 0
 
     def mfu(self, tokens_per_s: float) -> float | None:
@@ -413,7 +414,7 @@ class Runner:
 
     def log_sound(self, step: int) -> None:
         """A short sample of a MIDI or audio model, for the loggers that play sound."""
-        seconds, listeners = self.logging[1], [lg for lg in self.loggers if lg.takes_audio]
+        seconds, listeners = self.log_audio, [lg for lg in self.loggers if lg.takes_audio]
         if not (seconds and listeners) or self.shards.modality_spec.get("name") == "text":
             return
         modality = modality_from_spec(self.shards.modality_spec)
@@ -449,7 +450,7 @@ class Runner:
             rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["step"] <= start_step]
             (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
             config = {"model": to_dict(self.model_cfg), "train": to_dict(cfg)}
-            self.loggers = open_loggers(self.logging[0], self.out, rows, config)
+            self.loggers = open_loggers(self.logger_names, self.out, rows, config)
         try:
             return self._loop(show_progress, start_step, rows)
         finally:
