@@ -247,7 +247,12 @@ def prepare_midi(
 def prepare_audio(
     sources: Annotated[list[Path], typer.Argument(help="Audio files and folders (WAV, FLAC, OGG, ...; recursive).")],
     out: OutDir = None,
-    sample_rate: Annotated[int, typer.Option(help="Resample every file to this rate (Hz).")] = 16000,
+    sample_rate: Annotated[
+        int,
+        typer.Option(
+            help="Resample every file to this rate (Hz): one token per sample, so 16000 tokens a second. A recording below it is upsampled: more tokens, no new detail (prepare 8 kHz speech with --sample-rate 8000)."
+        ),
+    ] = 16000,
     bits: Annotated[int, typer.Option(help="mu-law quantisation: 2**bits classes.")] = 8,
     glob: _glob("'*.wav'") = None,
     val_fraction: ValFraction = 0.1,
