@@ -21,6 +21,5 @@ fi
 
 wgpt prepare midi "$SRC" --out "$OUT/data" --quiet
 wgpt train --data "$OUT/data" --wavelet --steps "$STEPS" "${MODEL[@]}" "${TRAIN[@]}" --out "$OUT/run" --overwrite --quiet
-wgpt sample --ckpt "$OUT/run/best.pt" --tokens 300 --seed 1 --out "$OUT/song.mid" --quiet
-wgpt sample --ckpt "$OUT/run/best.pt" --tokens 300 --seed 1 --out "$OUT/song.wav" --quiet   # also writes song.mid beside it
+wgpt sample --ckpt "$OUT/run/best.pt" --tokens 300 --seed 1 --out "$OUT/song.wav" --quiet   # writes song.mid, then renders it
 echo "music: $OUT/song.mid, $OUT/song.wav"

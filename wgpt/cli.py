@@ -447,7 +447,9 @@ def sample(
     out: Annotated[
         Optional[Path],
         typer.Option(
-            "--out", "-o", help="Output file: .txt for text, .mid/.wav for MIDI, .wav for audio. Text without --out prints to the terminal."
+            "--out",
+            "-o",
+            help="Output file: .txt for text, .mid/.wav for MIDI (a .wav comes with the .mid it renders), .wav for audio. Text without --out prints to the terminal.",
         ),
     ] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (text models).")] = None,
