@@ -6,6 +6,7 @@ A crash or Ctrl-C mid-write leaves the previous file (or none), never a half-wri
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -93,11 +94,18 @@ def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
     """Mono 16-bit PCM ``pcm`` as a WAV file at ``rate`` Hz, written atomically."""
-    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as f:
+    write_atomic(path, wav_bytes(pcm, rate), durable=False)
+
+
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """Mono 16-bit PCM ``pcm`` as the bytes of a WAV file at ``rate`` Hz (in memory: also for data URIs)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+    return buffer.getvalue()
 
 
 def json_safe(value: Any) -> Any:

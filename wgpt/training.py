@@ -8,6 +8,7 @@ have seen, and a run under N processes splits each global batch N ways.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -412,12 +413,17 @@ class Runner:
         self.checkpoint("last.pt", step)
         return row
 
+    @functools.cached_property
+    def modality(self) -> Any:
+        """The data's modality with its tokenizer, built once, when a sound is first logged."""
+        return modality_from_spec(self.shards.modality_spec)
+
     def log_sound(self, step: int) -> None:
         """A short sample of a MIDI or audio model, for the loggers that play sound."""
         seconds, listeners = self.log_audio, [lg for lg in self.loggers if lg.takes_audio]
-        if not (seconds and listeners) or self.shards.modality_spec.get("name") == "text":
+        if not (seconds and listeners) or self.modality.prints_as_text:
             return
-        modality = modality_from_spec(self.shards.modality_spec)
+        modality = self.modality
         per_second = modality.tokens_per_second
         tokens = math.ceil(seconds * per_second) if per_second else self.model_cfg.context  # MIDI: a context of notes, cut
         ids = generate(self.model, modality.start_ids(), tokens, seed=step)[0]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import io
-import wave
 
 import numpy as np
+
+from wgpt.io import wav_bytes as io_wav_bytes
 
 MAX_RATE = 16000  # Hz: an audio model's usual rate; renders above it are resampled down
 BYTES_PER_MINUTE = MAX_RATE * 2 * 60 * 4 // 3  # base64 of a minute of 16-bit audio at MAX_RATE
@@ -41,13 +42,7 @@ def for_embedding(pcm: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
 
 def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
     """``pcm`` (floats in [-1, 1]) as a mono 16-bit WAV file, in memory."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(np.round(np.asarray(pcm) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
+    return io_wav_bytes(np.round(np.asarray(pcm) * 32767).astype("<i2"), rate)
 
 
 def spectrogram(pcm: np.ndarray, rate: int) -> np.ndarray:
