@@ -398,10 +398,18 @@ SAMPLE = [
     # --prompt-file nowhere: today the run fails on the prompt, fast, instead of generating a second of audio
     row(
         "sample --ckpt {A} --out {root}/o/s.wav --tokens 5 --seconds 1 --prompt-file {root}/nowhere.wav",
-        "either --tokens or --seconds",
+        "one of --tokens, --seconds or --bars",
         id="tokens-and-seconds",
     ),
-    row("sample --ckpt {T} --out {root}/o/s.txt --seconds 1", "--seconds applies to audio models", id="seconds-on-text"),
+    row("sample --ckpt {T} --out {root}/o/s.txt --seconds 1", "--seconds applies to audio and MIDI models", id="seconds-on-text"),
+    row("sample --ckpt {A} --out {root}/o/s.wav --bars 2", "--bars applies to MIDI models; this is a audio model", id="bars-on-audio"),
+    row("sample --ckpt {M} --out {root}/o/s.mid --bars 2 --seconds 3", "not --seconds and --bars", id="bars-and-seconds"),
+    row("sample --ckpt {M} --out {root}/o/s.mid --bars 0", "--bars must be a positive number of at most 2,000", id="zero-bars"),
+    row(
+        "sample --ckpt {M} --out {root}/o/s.mid --seconds 1e6",
+        "--seconds must be a positive number of at most 3,600",
+        id="huge-midi-seconds",
+    ),
     row("sample --ckpt {T} --out {root}/o/s.txt --prompt " + "x" * 40, "longer than the model's context of 32", id="prompt-too-long"),
     row(
         "sample --ckpt {T} --out {root}/o/s.txt --prompt-file {corpus}/part0.txt",

@@ -64,6 +64,32 @@ def test_help_lists_the_commands_in_the_order_of_a_session():
     assert "'*.txt'" in globs["text"] and "'*.mid'" in globs["midi"] and "'*.wav'" in globs["audio"]
 
 
+@pytest.mark.parametrize("command", [["prepare", "midi"], ["train"], ["sample"], ["bench"], ["report"], ["export"]])
+def test_help_type_tags_are_the_ones_users_type(command):
+    """Switches show no '<bool>' (they take no value); path lists read '<path>...', not '<list[Path]>'."""
+    shown = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+    assert "<bool>" not in shown and "list[" not in shown
+    help_line = next(line for line in shown.splitlines() if "--help" in line)
+    assert help_line.split(" -h ", 1)[1].split()[0] == "Show"  # the help text follows the name, no tag between
+    if command == ["prepare", "midi"]:
+        assert "<path>..." in shown and "<int>" in shown  # value options keep their tags
+
+
+def test_midi_samples_asked_in_bars_or_seconds_last_that_long(tmp_path: Path, monkeypatch):
+    import pretty_midi
+
+    monkeypatch.chdir(tmp_path)
+    run("prepare", "midi", str(Path(__file__).parent / "assets/midi/good"), "-o", "midi", "-q")
+    small = [*SMALL[: SMALL.index("--context")], "--context", "64", "--batch-size", "8", "--eval-interval", "40", "-q"]
+    run("train", "--data", "midi", "--out", "run", "--steps", "80", "--lr", "1e-2", "--eval-batches", "1", *small)
+    for flag, amount in (("--bars", 4), ("--seconds", 6)):
+        result = run("sample", "--ckpt", "run/best.pt", flag, str(amount), "--out", "s.mid", "--seed", "1", "-q")
+        pm = pretty_midi.PrettyMIDI("s.mid")
+        last = max(n.start for inst in pm.instruments for n in inst.notes)
+        got = int((pm.get_downbeats() <= last + 1e-6).sum()) if flag == "--bars" else last
+        assert got <= amount and (got >= 0.75 * amount or f"of the {amount} {flag[2:]} asked" in result.output), (flag, got)
+
+
 def test_every_config_field_with_a_flag_is_an_option_of_train_and_bench():
     """The flags come from the config table: a field that names a flag is an option, with its help."""
     from dataclasses import fields

@@ -124,3 +124,24 @@ def test_midi_tokenizer_json_loads_in_miditok_and_encodes_as_wgpt(bpe: bool, tmp
     assert len(tok) == modality.vocab_size and tok.is_trained == bpe
     for f in files:
         assert tok.encode(f).ids == modality.encode_file(f)
+
+
+def test_exporting_a_bytes_model_over_a_chars_export_removes_its_stale_tokenizer(run: Path):
+    """An export into a used folder must not leave the earlier model's tokenizer.json to be loaded with the new weights."""
+    from wgpt.config import ModelConfig, TrainConfig
+
+    prepare(TextModality("bytes"), [run / "corpus.txt"], run / "bytes-data", show_progress=False)
+    model = ModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, context=32)
+    train(
+        run / "bytes-data",
+        run / "bytes-run",
+        model,
+        TrainConfig(steps=2, batch_size=4, eval_interval=2, eval_batches=1),
+        show_progress=False,
+    )
+    folder = export(run / "run", run / "reused")
+    assert (folder / "tokenizer.json").is_file()
+    export(run / "bytes-run", folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    _, modality = load_pretrained(folder)
+    assert modality.decode(list(b"Of Man")) == "Of Man"  # bytes again, not the chars table

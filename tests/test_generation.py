@@ -131,3 +131,17 @@ def test_positions_past_the_context_are_refused():
         cache = DecodeCache()
         model(torch.zeros(1, 8, dtype=torch.long), cache=cache)
         model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+
+
+def test_a_stop_ends_generation_with_a_prefix_of_the_same_seeds_samples():
+    """``stop`` only ends early: the tokens before it are those a run without it gives."""
+    model = trained_like("haar")
+    whole = generate(model, [4], 40, num_samples=2, seed=7)
+    seen = []
+
+    def stop(new: torch.Tensor) -> bool:
+        seen.append(new.shape)
+        return new.shape[1] == 13
+
+    early = generate(model, [4], 40, num_samples=2, seed=7, stop=stop)
+    assert early == [row[:13] for row in whole] and seen[0] == (2, 1) and len(seen) == 13

@@ -79,3 +79,18 @@ def test_an_unknown_logger_or_a_missing_package_is_one_line_naming_the_extra(mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(WgptError, match=r'--logger tensorboard needs the tensorboard package: pip install "wgpt\[tensorboard\]"'):
         check_loggers(["tensorboard"])
+
+
+def test_bench_gives_every_run_its_own_log(text_data: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from wgpt.cli import app
+
+    small = ["--layers", "1", "--width", "32", "--heads", "2", "--ffn", "64", "--context", "32", "--batch-size", "4"]
+    args = ["bench", "--data", str(text_data), "--out", str(tmp_path / "b"), "--steps", "4", "--eval-interval", "2", "--eval-batches", "1"]
+    result = CliRunner().invoke(app, [*args, *small, "--seeds", "1", "--logger", "csv", "-q"])
+    assert result.exit_code == 0, result.output
+    for name in ("baseline-seed1", "haar-seed1"):
+        with open(tmp_path / "b" / name / "metrics.csv", newline="", encoding="utf-8") as f:
+            logged = [float(r["val_loss"]) for r in csv.DictReader(f)]
+        assert logged == [r["val_loss"] for r in read_metrics(tmp_path / "b" / name / "metrics.jsonl")]

@@ -5,7 +5,8 @@ Every variant trains with the same data order, seed, config and step budget. The
 loss and ``N*`` the step where it got there, it is ``N*`` divided by the first step at which the
 variant's validation loss is at or below ``L*``, interpolating linearly between evaluations. A
 baseline trained past its best (overfitting) therefore cannot flatter the variant. The step-time
-ratio compares median ``tokens_per_s``; the speed-up in time is the speed-up over that ratio.
+ratio compares median ``tokens_per_s``; the speed-up in time is the same ratio as the speed-up, on
+the runs' own clocks (``elapsed_s``).
 """
 
 from __future__ import annotations
@@ -61,14 +62,24 @@ class BenchRun:
 
 
 def run_variants(
-    data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, variants: list[str], seeds: list[int], show_progress: bool = True
+    data: Path,
+    out: Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    variants: list[str],
+    seeds: list[int],
+    show_progress: bool = True,
+    loggers: list[str] | None = None,
+    log_audio: float = 0.0,
 ) -> list[BenchRun]:
     runs = []
     for seed in seeds:
         for variant in variants:
             cfg = larger_config(model_cfg) if variant == "larger" else replace(model_cfg, wavelet=VARIANTS[variant])
             path = out / f"{variant}-seed{seed}"
-            result = train(data, path, cfg, replace(train_cfg, seed=seed), show_progress=show_progress)
+            result = train(
+                data, path, cfg, replace(train_cfg, seed=seed), show_progress=show_progress, loggers=loggers, log_audio=log_audio
+            )
             if result.interrupted:  # Ctrl-C stops the whole comparison, not just one run
                 raise WgptError(f"interrupted during {variant} (seed {seed}); finished runs are under {out}")
             runs.append(BenchRun(variant, seed, path, result.params, read_metrics(path / "metrics.jsonl")))
@@ -162,12 +173,22 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def bench(
-    data: Path, out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, variants: list[str], seeds: list[int], show_progress: bool = True
+    data: Path,
+    out: Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    variants: list[str],
+    seeds: list[int],
+    show_progress: bool = True,
+    loggers: list[str] | None = None,
+    log_audio: float = 0.0,
 ) -> dict[str, Any]:
-    """Train every variant for every seed; write summary.json, summary.md, val_loss.png and report.html to ``out``."""
+    """Train every variant for every seed; write summary.json, summary.md, val_loss.png and report.html to ``out``.
+
+    ``loggers`` and ``log_audio`` are ``train``'s: each run logs into its own folder."""
     if "baseline" not in variants:
         variants = ["baseline", *variants]
-    runs = run_variants(data, out, model_cfg, train_cfg, variants, seeds, show_progress)
+    runs = run_variants(data, out, model_cfg, train_cfg, variants, seeds, show_progress, loggers, log_audio)
     summary = summarise(runs, variants, seeds)
     write_json(out / "summary.json", summary)
     write_atomic(out / "summary.md", markdown_table(summary).encode("utf-8"))

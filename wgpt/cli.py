@@ -38,6 +38,26 @@ class _InOrderOfUse(typer.core.TyperGroup):
         return sorted(names, key=lambda n: self.ORDER.index(n) if n in self.ORDER else len(self.ORDER))
 
 
+def _type_tag(original: Callable[..., str | None]) -> Callable[..., str | None]:
+    """Help's type column as users read it: a switch (``--quiet``) takes no value, so it shows no
+    ``<bool>``; a list of paths shows ``<path>...``, not Python's ``<list[Path]>``. Typer offers
+    no setting for either, so its one formatting method is wrapped."""
+
+    def tag(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        label = original(self, ctx)
+        if label and label.startswith("<list[") and label.endswith("]>"):
+            return f"<{label[6:-2].lower()}>..."
+        return label
+
+    return tag
+
+
+for _param in (typer.core.TyperOption, typer.core.TyperArgument):
+    _param.display_type_rich = _type_tag(_param.display_type_rich)  # type: ignore[method-assign]
+
+
 app = typer.Typer(
     cls=_InOrderOfUse,
     help="Pre-train and sample WaveletGPT models on text, MIDI and audio.\n\n"
@@ -125,6 +145,21 @@ TokenizerFrom = Annotated[
     typer.Option(help="Tokenize with the tokenizer of this prepared folder instead of learning one, so that both train as one set."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Loggers = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--logger",
+        metavar="NAME",
+        help="Also send the metrics rows to csv (RUN/metrics.csv), tensorboard (RUN/tensorboard) or wandb (offline unless WANDB_MODE is set); repeatable.",
+    ),
+]
+LogAudio = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        help="MIDI and audio runs: this many seconds of a generated sample at each evaluation, for tensorboard and wandb.",
+    ),
+]
 
 
 def _run_prepare(
@@ -300,21 +335,8 @@ def train(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
-    logger: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--logger",
-            metavar="NAME",
-            help="Also send the metrics rows to csv (RUN/metrics.csv), tensorboard (RUN/tensorboard) or wandb (offline unless WANDB_MODE is set); repeatable.",
-        ),
-    ] = None,
-    log_audio: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="MIDI and audio runs: this many seconds of a generated sample at each evaluation, for tensorboard and wandb.",
-        ),
-    ] = 0.0,
+    logger: Loggers = None,
+    log_audio: LogAudio = 0.0,
     config: Annotated[
         Optional[Path],
         typer.Option(
@@ -455,7 +477,15 @@ def sample(
     prompt: Annotated[Optional[str], typer.Option(help="Text to continue (text models).")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option(help="File to continue: text, .mid or audio, per the model.")] = None,
     tokens: Annotated[Optional[int], typer.Option(help="New tokens to generate (default: 500; audio: 1 second).")] = None,
-    seconds: Annotated[Optional[float], typer.Option(help="Audio: seconds to generate (instead of --tokens).")] = None,
+    seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Instead of --tokens. Audio: seconds to generate. MIDI: the continuation's length; generation stops there and the piece is cut at it."
+        ),
+    ] = None,
+    bars: Annotated[
+        Optional[int], typer.Option(help="MIDI, instead of --tokens: the continuation's length in bars (by the piece's time signature).")
+    ] = None,
     temperature: Annotated[float, typer.Option(help="Softmax temperature, from 0.0001 to 10000; lower is more conservative.")] = 1.0,
     top_k: Annotated[Optional[int], typer.Option(help="Sample from the k most likely tokens; 1 = greedy.")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold in (0, 1].")] = None,
@@ -478,6 +508,7 @@ def sample(
         prompt_file=prompt_file,
         tokens=tokens,
         seconds=seconds,
+        bars=bars,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -489,7 +520,8 @@ def sample(
         device=device,
     )
     stream_to = sys.stdout if (stream and sys.stdout.isatty()) or out is None else None
-    for path in sample_to_files(request, stream_to=stream_to, show_progress=not quiet):
+    say = lambda line: err_console.print(f"[yellow]{_e(line)}[/]", highlight=False)  # noqa: E731
+    for path in sample_to_files(request, stream_to=stream_to, show_progress=not quiet, say=say):
         out_console.print(f"wrote {_e(path)}", highlight=False, soft_wrap=True)
 
 
@@ -559,13 +591,17 @@ def bench_cmd(
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Folder for the runs and the summary (default: runs/bench-DATA).")
     ] = None,
+    logger: Loggers = None,
+    log_audio: LogAudio = 0.0,
     model_flags: dict[str, Any] | None = None,
     train_flags: dict[str, Any] | None = None,
     quiet: Quiet = False,
 ) -> None:
     """Train baseline and wavelet variants on the same data order, seed and budget; report the speed-up.
 
-    The speed-up is in steps to reach the baseline's final validation loss; final losses and the step-time ratio come with it.
+    The speed-up is the steps the baseline took to its best validation loss over the steps each variant took to reach that loss, in steps and on the runs' own clocks; best and final losses, epochs, an overfitting mark and the step-time ratio come with it.
+
+    Each run is a folder OUT/VARIANT-seedN; --logger gives every run its own log there.
 
     Writes summary.json, summary.md, val_loss.png and report.html (curves and tables; `wgpt report` adds samples).
     """
@@ -589,7 +625,8 @@ def bench_cmd(
     model_cfg = override(model_cfg, model_flags or {}, "flags")
     train_cfg = override(train_cfg, train_flags or {}, "flags")
     out = out or Path("runs") / f"bench-{data.name}"
-    summary = bench(data, out, model_cfg, train_cfg, names, seed_list or [train_cfg.seed], show_progress=not quiet)
+    seed_list = seed_list or [train_cfg.seed]
+    summary = bench(data, out, model_cfg, train_cfg, names, seed_list, show_progress=not quiet, loggers=logger or [], log_audio=log_audio)
     out_console.print(markdown_table(summary), highlight=False, soft_wrap=True)
     out_console.print(f"wrote {_e(out)}/summary.json, summary.md, val_loss.png, report.html", highlight=False, soft_wrap=True)
     out_console.print(f"with samples: wgpt report {_e(out)} --out {_e(out)}/report.html", highlight=False, soft_wrap=True)

@@ -171,10 +171,13 @@ def generate(
     use_cache: bool = True,
     on_step: Callable[[Tensor], None] | None = None,
     allowed: Callable[[list[int], int], np.ndarray] | None = None,
+    stop: Callable[[Tensor], bool] | None = None,
 ) -> list[list[int]]:
     """Continue ``prompt`` by ``n_tokens`` for ``num_samples`` samples in one batch.
 
-    Returns only the new tokens of each sample. ``on_step`` sees each (B,) column of new ids.
+    Returns only the new tokens of each sample. ``on_step`` sees each (B,) column of new ids;
+    ``stop`` sees the (B, n) new ids so far after each token, and ends generation early by
+    returning True (a sample asked for in seconds or bars).
     On CPU, one-token steps run on one intra-op thread (``step_threads``); the caller's thread
     count is restored on return.
     """
@@ -207,4 +210,6 @@ def generate(
             length += 1
             if on_step is not None:
                 on_step(tok)
+            if stop is not None and stop(seq[:, len(prompt) : length]):
+                break
     return seq[:, len(prompt) : length].tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from wgpt.progress import progress_bar
 
 MAX_NEW_TOKENS = 20_000_000  # 21 minutes of 16 kHz audio; 160 MB of ids a sample
 MAX_SAMPLES = 256
+MAX_LENGTH = {"second": 3600.0, "bar": 2000}  # a MIDI sample asked in seconds or bars: an hour at most
+SHORT = 0.75  # a MIDI sample with notes in less of the length asked than this is reported
+_LENGTH_FLAGS = {"--seconds": ("second", "audio and MIDI"), "--bars": ("bar", "MIDI")}
 
 
 @dataclass
@@ -30,7 +34,8 @@ class SampleRequest:
     prompt: str | None = None
     prompt_file: Path | None = None
     tokens: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # audio: samples to generate; MIDI: the piece's length
+    bars: int | None = None  # MIDI: the piece's length in bars
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
@@ -49,23 +54,57 @@ def output_paths(out: Path, count: int) -> list[Path]:
     return [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(1, count + 1)]
 
 
-def new_token_count(req: SampleRequest, modality: Modality) -> int:
-    if req.seconds is not None:
-        if modality.tokens_per_second is None:
-            raise WgptError(f"--seconds applies to audio models; this is a {modality.name} model: use --tokens")
-        if req.tokens is not None:
-            raise WgptError("give either --tokens or --seconds, not both")
+def new_token_count(req: SampleRequest, modality: Modality) -> tuple[int, tuple[str, float] | None]:
+    """(new tokens to generate at most, the length asked in the modality's own unit or None).
+
+    Audio's --seconds is an exact count of samples; MIDI's --seconds and --bars are a length the
+    piece must reach, so generation stops when it does and the piece is cut there."""
+    asked = {flag: value for flag, value in (("--seconds", req.seconds), ("--bars", req.bars)) if value is not None}
+    if len(asked) > 1 or (asked and req.tokens is not None):
+        raise WgptError(
+            f"give one of --tokens, --seconds or --bars, not {' and '.join(([] if req.tokens is None else ['--tokens']) + list(asked))}"
+        )
+    if req.seconds is not None and modality.tokens_per_second is not None:
         most = MAX_NEW_TOKENS / modality.tokens_per_second
         if not 0 < req.seconds <= most:
             raise WgptError(
                 f"--seconds must be a positive number of at most {most:,.0f} ({MAX_NEW_TOKENS:,} samples at {modality.tokens_per_second:,.0f} Hz), got {req.seconds}"
             )
-        return max(1, round(req.seconds * modality.tokens_per_second))
+        return max(1, round(req.seconds * modality.tokens_per_second)), None
+    if asked:
+        ((flag, amount),) = asked.items()
+        unit, models = _LENGTH_FLAGS[flag]
+        if unit not in modality.length_units:
+            raise WgptError(f"{flag} applies to {models} models; this is a {modality.name} model: use --tokens")
+        if not 0 < amount <= MAX_LENGTH[unit]:
+            raise WgptError(f"{flag} must be a positive number of at most {MAX_LENGTH[unit]:,g}, got {amount}")
+        return min(MAX_NEW_TOKENS, math.ceil(amount * modality.length_units[unit]) + 64), (unit, float(amount))
     if req.tokens is None:
-        return round(modality.tokens_per_second) if modality.tokens_per_second else 500
+        return (round(modality.tokens_per_second) if modality.tokens_per_second else 500), None
     if not 1 <= req.tokens <= MAX_NEW_TOKENS:
         raise WgptError(f"--tokens must be at least 1 and at most {MAX_NEW_TOKENS:,}, got {req.tokens:,}")
-    return req.tokens
+    return req.tokens, None
+
+
+class _LengthReached:
+    """Generation's ``stop``: every sample's piece lasts ``target`` units, or has ended. Pieces are
+    decoded after 16 new tokens, then each time the count has grown by an eighth: the checks cost
+    a constant share of the decoding, however long the piece."""
+
+    def __init__(self, modality: Modality, prompt: list[int], unit: str, target: float) -> None:
+        self.modality, self.prompt, self.unit, self.target = modality, prompt, unit, target
+        self.next_check = 16
+
+    def __call__(self, new: Tensor) -> bool:
+        n = new.shape[1]
+        if n < self.next_check:
+            return False
+        self.next_check = max(n + 16, n + n // 8)
+        for row in new.tolist():
+            got, ended = self.modality.length(self.prompt + row, self.unit)
+            if got < self.target and not ended:
+                return False
+        return True
 
 
 def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[list[int], bool]:
@@ -83,12 +122,15 @@ def prompt_ids(req: SampleRequest, modality: Modality, context: int) -> tuple[li
     return ids, True
 
 
-def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_progress: bool = False) -> list[Path]:
+def sample_to_files(
+    req: SampleRequest, stream_to: TextIO | None = None, show_progress: bool = False, say: Callable[[str], None] = lambda _: None
+) -> list[Path]:
     """Generate ``req.num_samples`` continuations and write each to its own file.
 
     ``stream_to`` prints a text model's single sample as it is generated (with ``req.out`` None,
     it is the only output and no file is written); otherwise
-    ``show_progress`` shows a progress bar over the new tokens.
+    ``show_progress`` shows a progress bar over the new tokens. ``say`` hears of a MIDI sample
+    that fell short of the --seconds or --bars asked.
     """
     check_sampling(req.temperature, req.top_k, req.top_p)
     if not 1 <= req.num_samples <= MAX_SAMPLES:
@@ -109,8 +151,14 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     if req.soundfont is not None:
         modality.use_soundfont(req.soundfont)
     model = model_from_checkpoint(ckpt).to(pick_device(req.device))
-    n_new = new_token_count(req, modality)
+    n_new, length = new_token_count(req, modality)
     prompt, keep_prompt = prompt_ids(req, modality, model.cfg.context)
+    kept = prompt if keep_prompt else []
+    stop = None
+    if length is not None:  # the continuation's length: a prompt's own comes on top
+        unit, amount = length
+        target = amount + (modality.length(kept, unit)[0] if kept else 0.0)
+        stop = _LengthReached(modality, kept, unit, target)
     context_prompt = prompt
     if len(prompt) > model.cfg.context and req.trim_prompt:
         context_prompt = prompt[-model.cfg.context :]
@@ -124,7 +172,7 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
     stream = _TextStream.open(modality, stream_to, prompt if keep_prompt else []) if req.num_samples == 1 else None
     show_bar = show_progress and stream is None
     with progress_bar(show_bar) as bar:
-        task = bar.add_task("sampling", total=n_new)
+        task = bar.add_task("sampling", total=None if stop else n_new)  # a length in seconds or bars: tokens unknown
 
         def advance(_column: Tensor) -> None:
             bar.advance(task)
@@ -141,13 +189,24 @@ def sample_to_files(req: SampleRequest, stream_to: TextIO | None = None, show_pr
             seed=req.seed,
             use_cache=req.use_cache,
             on_step=on_step,
-            allowed=modality.next_token_rule(),
+            allowed=modality.next_token_rule(length[0] if length else None),
+            stop=stop,
         )
     if stream is not None:
         stream.close()
     written = []
     for path, ids in zip(paths, samples, strict=False):
-        written += modality.write((prompt if keep_prompt else []) + ids, path)
+        ids = kept + ids
+        if length is not None:
+            reached, ended = modality.length(ids, unit)
+            ids = modality.cut(ids, unit, target)
+            got = modality.length(ids, unit)[0] - (target - amount)  # the continuation's own length
+            if reached < target:
+                why = "the model ended the piece" if ended else f"after {len(ids) - len(kept):,} tokens"
+                say(f"{path}: {got:g} of the {amount:g} {unit}s asked ({why})")
+            elif got < SHORT * amount:  # reached only by a note after a long silence, which the cut drops
+                say(f"{path}: notes in {got:g} of the {amount:g} {unit}s asked (the model left the rest silent)")
+        written += modality.write(ids, path)
     return written
 
 

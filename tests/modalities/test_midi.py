@@ -304,6 +304,41 @@ def test_rendering_notes_hours_apart_is_capped_and_keeps_the_whole_mid(remi: Mid
     assert pretty_midi.PrettyMIDI(str(tmp_path / "out.mid")).get_end_time() > 3600  # the .mid keeps every note
 
 
+# -- lengths (sample --seconds / --bars) ----------------------------------------------------------
+def onsets_before(path: Path, limit: float) -> list[tuple[int, float]]:
+    """(pitch, onset) of every note of ``path`` starting at or before ``limit`` seconds, by pretty_midi."""
+    pm = pretty_midi.PrettyMIDI(str(path))
+    return sorted((n.pitch, round(n.start, 3)) for inst in pm.instruments for n in inst.notes if n.start <= limit + 1e-6)
+
+
+@pytest.mark.parametrize("fixture", ["remi", "remi_bpe"])
+@pytest.mark.parametrize("path", TUNES[:2], ids=lambda p: p.stem)
+def test_a_cut_in_seconds_or_bars_keeps_exactly_the_notes_that_start_within_it(
+    fixture: str, path: Path, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    modality = request.getfixturevalue(fixture)
+    ids = ids_of(modality, path)
+    full = modality.write(ids, tmp_path / "full.mid")[0]  # the tune on REMI's grid: the reference
+    whole, ended = modality.length(ids, "second")
+    assert not ended and whole == pytest.approx(max(start for _, start in onsets_before(full, 1e9)), abs=1e-3)  # the last onset
+    downbeats = pretty_midi.PrettyMIDI(str(full)).get_downbeats()
+    for unit, amount, limit in (("second", 5.3, 5.3), ("bar", 3, downbeats[3] - 1e-3)):
+        cut = modality.cut(ids, unit, amount)
+        assert cut == ids[: len(cut)] and modality.length(cut, unit)[0] <= amount < modality.length(ids[: len(cut) + 1], unit)[0]
+        modality.write(cut, tmp_path / "cut.mid")
+        assert onsets_before(tmp_path / "cut.mid", 1e9) == onsets_before(full, limit)
+
+
+def test_a_piece_is_ended_by_a_bound_after_its_notes(remi: MidiModality) -> None:
+    ids = ids_of(remi, TUNES[0])
+    eos = remi._tok.vocab["EOS_None"]
+    assert remi.length([*ids, eos], "bar") == (remi.length(ids, "bar")[0], True)
+    assert remi.length([*ids, remi.separator, *ids[1:20]], "second")[1]
+    assert remi.length([remi.separator], "second") == (0.0, False)  # nothing yet: not ended
+    rule = remi.next_token_rule("bar")
+    assert remi.next_token_rule() is None and not rule(ids, 10)[[eos, remi.separator]].any() and rule(ids, 10).sum() == remi.vocab_size - 4
+
+
 # -- prompts -----------------------------------------------------------------------------------
 def test_prompts_come_from_files(remi: MidiModality) -> None:
     assert remi.encode_prompt(None, None) == [remi.separator]

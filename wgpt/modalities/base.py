@@ -63,6 +63,9 @@ class Modality(ABC):
 
     separator: int | None = None  # id placed before each document, if the vocabulary has one
     tokens_per_second: float | None = None  # set by time-based modalities (audio)
+    # What a sample's length can be asked in besides tokens (MIDI: second, bar), with the tokens per
+    # unit past which generation gives up on reaching it (a model that never moves time forward).
+    length_units: ClassVar[dict[str, int]] = {}
     fit_bytes: int | None = None  # at most this many bytes of input reach ``fit``; None: all of the training split
 
     @property
@@ -137,10 +140,11 @@ class Modality(ABC):
     def encode_prompt(self, text: str | None, path: Path | None) -> list[int]:
         """Ids of a prompt given as text or as a file of this modality."""
 
-    def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:
+    def next_token_rule(self, length_unit: str | None = None) -> Callable[[list[int], int], np.ndarray] | None:
         """What generation may emit next: a function of (ids so far, tokens still to come) giving a
         boolean mask over the vocabulary, or ``None`` when every id is always allowed. Text's bytes
-        tokenizer uses it to keep samples valid UTF-8."""
+        tokenizer uses it to keep samples valid UTF-8; MIDI, when a length is asked in
+        ``length_unit``, to keep the piece from ending before it."""
         return None
 
     def start_ids(self) -> list[int]:
@@ -156,6 +160,20 @@ class Modality(ABC):
     @abstractmethod
     def write(self, ids: list[int], path: Path) -> list[Path]:
         """Write generated ids to ``path`` (its extension is one of ``output_extensions``); the files written."""
+
+    def length(self, ids: list[int], unit: str) -> tuple[float, bool]:
+        """(how long what ``write`` would write of ``ids`` lasts in ``unit``, one of ``length_units``;
+        whether the piece has ended, so that more ids would add nothing to it)."""
+        raise NotImplementedError(f"{self.name} samples are measured in tokens")
+
+    def cut(self, ids: list[int], unit: str, amount: float) -> list[int]:
+        """The longest prefix of ``ids`` whose ``length`` is at most ``amount``: lengths only grow
+        with more ids, so a binary search over prefixes finds it."""
+        good, bad = 0, len(ids) + 1  # prefix lengths known to fit / not to fit
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if self.length(ids[:mid], unit)[0] <= amount else (good, mid)
+        return ids[:good]
 
     def waveform(self, ids: list[int]) -> tuple[np.ndarray, int] | None:
         """Generated ids as sound, ``(mono samples in [-1, 1], rate in Hz)``, for loggers that play

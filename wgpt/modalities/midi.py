@@ -14,7 +14,7 @@ import copy
 import importlib.util
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +55,7 @@ class MidiModality(Modality):
     name: ClassVar[str] = "midi"
     extensions: ClassVar[tuple[str, ...]] = (".mid", ".midi")
     output_extensions: ClassVar[tuple[str, ...]] = (".mid", ".midi", ".wav")
+    length_units: ClassVar[dict[str, int]] = {"second": 200, "bar": 400}  # folk tunes in REMI: ~22 tokens a second
 
     def __init__(
         self,
@@ -207,6 +208,31 @@ class MidiModality(Modality):
             return self._tok.decode(ids)
         except Exception:  # MidiTok raises many types on ill-formed sequences
             return None
+
+    def next_token_rule(self, length_unit: str | None = None) -> Callable[[list[int], int], np.ndarray] | None:
+        """With a length asked: no BOS, EOS or other special token, which would end the piece short of it."""
+        if length_unit is None:
+            return None
+        mask = np.ones(self.vocab_size, dtype=bool)
+        mask[list(self._tok.special_tokens_ids)] = False
+        return lambda _ids, _remaining: mask
+
+    def length(self, ids: list[int], unit: str) -> tuple[float, bool]:
+        """How far the first piece has gone: the start of its last note, in seconds or as the bar
+        it falls in (by the piece's time signatures; 0 without notes); and whether a BOS/EOS after
+        it has ended it. Cutting by it keeps every note that starts within the length asked."""
+        pieces = self.pieces(ids)
+        bounds = {self._tok.vocab[t] for t in (BOS, EOS) if t in self._tok.special_tokens}
+        ended = len(pieces) > 1 or (bool(pieces) and any(i in bounds for i in ids[ids.index(pieces[0][0]) :]))
+        score = self._decode_piece(pieces[0] if pieces else []).to("second")
+        onsets = [float(track.notes.numpy()["time"].max()) for track in score.tracks if len(track.notes)]
+        if not onsets:
+            return 0.0, ended
+        if unit == "second":
+            return max(onsets), ended
+        if unit == "bar":
+            return float((score.get_downbeats() <= max(onsets)).sum()), ended
+        raise ValueError(f"unknown length unit {unit!r}")
 
     def write(self, ids: list[int], path: Path) -> list[Path]:
         """Write the first piece of ``ids`` as MIDI; for a ``.wav``, the MIDI beside it and its

@@ -264,7 +264,7 @@ class TextModality(Modality):
             ) from None
         return self.tokenize(text or "")[0].tolist()
 
-    def next_token_rule(self) -> Callable[[list[int], int], np.ndarray] | None:
+    def next_token_rule(self, length_unit: str | None = None) -> Callable[[list[int], int], np.ndarray] | None:
         """Bytes tokenizer: the bytes that keep the output valid UTF-8 of exactly the asked length.
 
         A continuation byte only where a character is open, a lead byte only where its whole

@@ -135,7 +135,7 @@ def sample_length(modality: Modality, opts: SampleOptions) -> int:
     ``seconds`` to its audio runs and ``tokens`` to the others."""
     timed = modality.tokens_per_second is not None and opts.seconds is not None
     request = SampleRequest(ckpt=Path(), out=None, tokens=None if timed else opts.tokens, seconds=opts.seconds if timed else None)
-    return new_token_count(request, modality)
+    return new_token_count(request, modality)[0]
 
 
 def sample_run(run: Path, opts: SampleOptions, say: Callable[[str], None] = lambda _line: None) -> RunSamples:
