@@ -47,3 +47,22 @@ def test_streamed_text_is_the_written_text(tmp_path: Path):
         visible = "".join("\ufffd" if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0 else c for c in written)
         assert shown.getvalue() == (visible if visible.endswith("\n") else visible + "\n")
         assert "\x1b" not in shown.getvalue()
+
+
+def test_generate_with_its_modality_gives_what_sample_writes(tmp_path: Path):
+    """One behaviour: the API's generate + decode and `wgpt sample` give the same valid UTF-8 for a seed."""
+    import torch
+
+    from wgpt import GPT, SampleRequest, sample_to_files
+    from wgpt.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    modality = TextModality("bytes")
+    model = GPT(ModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, context=16))
+    save_checkpoint(tmp_path / "m.pt", model, modality.spec())
+    (path,) = sample_to_files(SampleRequest(ckpt=tmp_path / "m.pt", out=tmp_path / "s.txt", prompt="Ève", tokens=80, seed=4))
+    ids = generate(model, modality.tokenize("Ève")[0].tolist(), 80, seed=4, modality=modality)[0]
+    assert "Ève" + modality.decode(ids) == path.read_text(encoding="utf-8")
+    assert "\ufffd" not in modality.decode(ids) and len(modality.decode(ids).encode()) == 80
+    unruled = generate(model, modality.tokenize("Ève")[0].tolist(), 80, seed=4)[0]
+    assert bytes(unruled).decode("utf-8", "replace") != modality.decode(ids)  # an untrained model breaks UTF-8 unruled

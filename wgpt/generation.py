@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from torch import Tensor
 from wgpt.cache import DecodeCache
 from wgpt.errors import WgptError
 from wgpt.model import GPT
+
+if TYPE_CHECKING:
+    from wgpt.modalities import Modality
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
@@ -172,12 +176,15 @@ def generate(
     on_step: Callable[[Tensor], None] | None = None,
     allowed: Callable[[list[int], int], np.ndarray] | None = None,
     stop: Callable[[Tensor], bool] | None = None,
+    modality: Modality | None = None,
 ) -> list[list[int]]:
     """Continue ``prompt`` by ``n_tokens`` for ``num_samples`` samples in one batch.
 
     Returns only the new tokens of each sample. ``on_step`` sees each (B,) column of new ids;
     ``stop`` sees the (B, n) new ids so far after each token, and ends generation early by
-    returning True (a sample asked for in seconds or bars).
+    returning True (a sample asked for in seconds or bars). ``modality`` applies its
+    ``next_token_rule`` (e.g. bytes that stay valid UTF-8) where ``allowed`` is not given, so
+    ``modality.decode`` of the result is what ``wgpt sample`` writes for the same seed.
     On CPU, one-token steps run on one intra-op thread (``step_threads``); the caller's thread
     count is restored on return.
     """
@@ -191,6 +198,8 @@ def generate(
     seq = torch.empty(num_samples, len(prompt) + n_tokens, dtype=torch.long, device=device)  # (B, L + n)
     seq[:, : len(prompt)] = torch.tensor(prompt, device=device)
     length, start, cache = len(prompt), 0, DecodeCache()
+    if allowed is None and modality is not None:
+        allowed = modality.next_token_rule()
     constraint = None if allowed is None else _Constraint(allowed, device)
     with _decoding_settings() as default_threads:
         for _ in range(n_tokens):
