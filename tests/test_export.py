@@ -60,7 +60,9 @@ def test_cli_export_then_sample_and_eval_read_the_folder(run: Path):
     from wgpt.cli import app
 
     cli = CliRunner()
-    assert cli.invoke(app, ["export", str(run / "run"), "--out", str(run / "cli")]).exit_code == 0
+    said = cli.invoke(app, ["export", str(run / "run"), "--out", str(run / "cli")])
+    assert said.exit_code == 0 and "model.safetensors, config.json, tokenizer.json, README.md" in said.output
+    assert f"next: wgpt sample --ckpt {run / 'cli'} --out sample.txt" in said.output
     texts = []
     for source in (run / "cli", run / "run/best.pt"):
         out = run / f"s-{source.name}.txt"

@@ -254,3 +254,21 @@ def test_keep_every_keeps_weights_to_sample_and_a_fresh_run_clears_them(shards, 
     assert ckpt["step"] == 8 and "optimizer" not in ckpt and ckpt["modality"] == load_checkpoint(run / "last.pt")["modality"]
     clear_run(run)
     assert step_checkpoints(run) == {}
+
+
+def test_init_from_another_modality_says_how_to_prepare_data_for_the_checkpoint(tmp_path: Path):
+    """The hint names the checkpoint's modality: `prepare midi` for a MIDI model, not the data's `prepare text`."""
+    from types import SimpleNamespace
+
+    from wgpt.checkpoint import save_checkpoint
+    from wgpt.modalities.midi import MidiModality
+    from wgpt.modalities.text import TextModality
+    from wgpt.model import GPT
+    from wgpt.training import initial_weights
+
+    midi = MidiModality()
+    save_checkpoint(
+        tmp_path / "m.pt", GPT(ModelConfig(vocab_size=midi.vocab_size, n_layer=1, n_head=2, d_model=32, d_ff=64, context=16)), midi.spec()
+    )
+    with pytest.raises(WgptError, match=r"trained on midi data, not text: .*\(wgpt prepare midi \.\.\. --tokenizer-from"):
+        initial_weights(tmp_path / "m.pt", SimpleNamespace(modality_spec=TextModality().spec()))

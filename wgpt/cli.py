@@ -533,12 +533,15 @@ def export_model(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write model.safetensors, config.json and README.md into.")],
 ) -> None:
     """Export weights (safetensors), config and a model card: no optimiser, no pickle; eval and sample read the folder."""
-    from wgpt.export import export
+    from wgpt.export import CONFIG, export
+    from wgpt.modalities import modality_class
 
     folder = export(src, out)
+    settings = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    files = ["model.safetensors", "config.json", *settings["tokenizer_files"], "README.md"]
+    example = "sample" + modality_class(settings["modality"]["name"]).output_extensions[0]
     out_console.print(
-        f"wrote {_e(folder)}/model.safetensors, config.json, README.md\nnext: wgpt sample --ckpt {_e(folder)} --out sample.txt",
-        highlight=False,
+        f"wrote {_e(folder)}/{', '.join(files)}\nnext: wgpt sample --ckpt {_e(folder)} --out {example}", highlight=False, soft_wrap=True
     )
 
 

@@ -172,7 +172,8 @@ def sample_to_files(
     stream = _TextStream.open(modality, stream_to, prompt if keep_prompt else []) if req.num_samples == 1 else None
     show_bar = show_progress and stream is None
     with progress_bar(show_bar) as bar:
-        task = bar.add_task("sampling", total=None if stop else n_new)  # a length in seconds or bars: tokens unknown
+        what = f"sampling {length[1]:g} {length[0]}s" if length else "sampling"  # tokens unknown until the length is reached
+        task = bar.add_task(what, total=None if length else n_new)
 
         def advance(_column: Tensor) -> None:
             bar.advance(task)

@@ -172,7 +172,7 @@ def initial_weights(path: Path, data: TrainingData) -> dict[str, Any]:
         what = f"{theirs} data, not {ours}" if theirs != ours else f"{ours} data with another tokenizer"
         raise WgptError(
             f"--init-from {path} was trained on {what}: fine-tune on data prepared with its tokenizer "
-            f"(wgpt prepare {ours} ... --tokenizer-from THE_FOLDER_IT_WAS_TRAINED_ON)"
+            f"(wgpt prepare {theirs} ... --tokenizer-from THE_FOLDER_IT_WAS_TRAINED_ON)"
         )
     return ckpt
 
