@@ -68,18 +68,15 @@ def run_variants(
     train_cfg: TrainConfig,
     variants: list[str],
     seeds: list[int],
-    show_progress: bool = True,
-    loggers: list[str] | None = None,
-    log_audio: float = 0.0,
+    **train_options: Any,
 ) -> list[BenchRun]:
+    """Every variant for every seed; ``train_options`` go to each ``train`` (show_progress, loggers, log_audio)."""
     runs = []
     for seed in seeds:
         for variant in variants:
             cfg = larger_config(model_cfg) if variant == "larger" else replace(model_cfg, wavelet=VARIANTS[variant])
             path = out / f"{variant}-seed{seed}"
-            result = train(
-                data, path, cfg, replace(train_cfg, seed=seed), show_progress=show_progress, loggers=loggers, log_audio=log_audio
-            )
+            result = train(data, path, cfg, replace(train_cfg, seed=seed), **train_options)
             if result.interrupted:  # Ctrl-C stops the whole comparison, not just one run
                 raise WgptError(f"interrupted during {variant} (seed {seed}); finished runs are under {out}")
             runs.append(BenchRun(variant, seed, path, result.params, read_metrics(path / "metrics.jsonl")))
@@ -179,16 +176,14 @@ def bench(
     train_cfg: TrainConfig,
     variants: list[str],
     seeds: list[int],
-    show_progress: bool = True,
-    loggers: list[str] | None = None,
-    log_audio: float = 0.0,
+    **train_options: Any,
 ) -> dict[str, Any]:
     """Train every variant for every seed; write summary.json, summary.md, val_loss.png and report.html to ``out``.
 
-    ``loggers`` and ``log_audio`` are ``train``'s: each run logs into its own folder."""
+    ``train_options`` are ``train``'s (show_progress, loggers, log_audio): each run logs into its own folder."""
     if "baseline" not in variants:
         variants = ["baseline", *variants]
-    runs = run_variants(data, out, model_cfg, train_cfg, variants, seeds, show_progress, loggers, log_audio)
+    runs = run_variants(data, out, model_cfg, train_cfg, variants, seeds, **train_options)
     summary = summarise(runs, variants, seeds)
     write_json(out / "summary.json", summary)
     write_atomic(out / "summary.md", markdown_table(summary).encode("utf-8"))

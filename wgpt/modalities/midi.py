@@ -173,9 +173,13 @@ class MidiModality(Modality):
         return [self.separator, *self.encode_file(path)]
 
     # -- ids to files ---------------------------------------------------------------------
+    def _bounds(self) -> set[int]:
+        """The ids that start or end a piece (BOS, EOS)."""
+        return {self._tok.vocab[t] for t in (BOS, EOS) if t in self._tok.special_tokens}
+
     def pieces(self, ids: list[int]) -> list[list[int]]:
         """Split at BOS/EOS into pieces, dropping padding, masks and ids outside the vocabulary."""
-        bounds = {self._tok.vocab[t] for t in (BOS, EOS) if t in self._tok.special_tokens}
+        bounds = self._bounds()
         dropped = set(self._tok.special_tokens_ids) - bounds
         pieces: list[list[int]] = [[]]
         for i in ids:
@@ -221,8 +225,7 @@ class MidiModality(Modality):
         """How far the first piece has gone: the start of its last note, in seconds or as the bar
         it falls in (by the piece's time signatures; 0 without notes); and whether a BOS/EOS after
         it has ended it. Cutting by it keeps every note that starts within the length asked."""
-        pieces = self.pieces(ids)
-        bounds = {self._tok.vocab[t] for t in (BOS, EOS) if t in self._tok.special_tokens}
+        pieces, bounds = self.pieces(ids), self._bounds()
         ended = len(pieces) > 1 or (bool(pieces) and any(i in bounds for i in ids[ids.index(pieces[0][0]) :]))
         score = self._decode_piece(pieces[0] if pieces else []).to("second")
         onsets = [float(track.notes.numpy()["time"].max()) for track in score.tracks if len(track.notes)]
