@@ -11,6 +11,10 @@ checks that wgpt's cached and uncached runs gave the same tokens (exit status 1 
 
     python benchmarks/generation.py --quick           # tiny preset, 64 and 256 new tokens
     python benchmarks/generation.py --threads 1       # tiny and paper, 256 / 1024 / 4096
+    python benchmarks/generation.py --device cuda --cuda-graph --presets tiny --tokens 4096,16384
+
+``--cuda-graph`` adds a row of cached decoding whose one-token steps replay one CUDA graph
+(``wgpt.graphs``; eager fixed-shape steps on a CPU) and checks its tokens too.
 
 The HF model is built from a ``GPT2Config``; nothing is downloaded.
 """
@@ -33,14 +37,18 @@ from wgpt.generation import generate, step_threads, window_start
 from wgpt.model import GPT
 
 Runner = Callable[[int], list[int]]  # greedy: n new tokens
+GRAPHED = "wgpt cached + CUDA graph"
 
 
-def wgpt_runner(cfg: ModelConfig, use_cache: bool, device: torch.device) -> Runner:
+def wgpt_runner(cfg: ModelConfig, use_cache: bool, device: torch.device, cuda_graph: bool = False) -> Runner:
     torch.manual_seed(0)
     model = GPT(cfg).to(device).eval()
 
     def run(n: int) -> list[int]:
-        return generate(model, [0], n, top_k=1, use_cache=use_cache)[0]
+        tokens = generate(model, [0], n, top_k=1, use_cache=use_cache, cuda_graph=cuda_graph)[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return tokens
 
     return run
 
@@ -98,8 +106,10 @@ def hf_runner(model, context: int, d_ff: int, device: torch.device) -> Runner:
     return run
 
 
-def runners(cfg: ModelConfig, hf: bool, device: torch.device) -> dict[str, Runner]:
+def runners(cfg: ModelConfig, hf: bool, device: torch.device, cuda_graph: bool = False) -> dict[str, Runner]:
     rows = {"wgpt cached": wgpt_runner(cfg, True, device), "wgpt uncached": wgpt_runner(cfg, False, device)}
+    if cuda_graph:
+        rows[GRAPHED] = wgpt_runner(cfg, True, device, cuda_graph=True)
     model = hf_model(cfg) if hf else None
     if model is not None:
         rows["HF GPT-2 cached"] = hf_runner(model.to(device), cfg.context, cfg.d_ff, device)
@@ -115,7 +125,7 @@ def tokens_per_s(run: Runner, n: int, clock: Callable[[], float]) -> tuple[float
 def measure(rows: dict[str, Runner], n: int, rounds: int, clock: Callable[[], float]) -> tuple[dict[str, float], bool]:
     """Median tokens/s of each row over ``rounds`` interleaved rounds (order reversed every other round).
 
-    Also whether wgpt's cached and uncached runs gave the same greedy tokens in every round.
+    Also whether wgpt's cached, uncached (and graphed) runs gave the same greedy tokens in every round.
     """
     names = list(rows)
     for name in names:  # warm-up: first-call allocations and lazy imports
@@ -127,18 +137,24 @@ def measure(rows: dict[str, Runner], n: int, rounds: int, clock: Callable[[], fl
         for name in names if r % 2 == 0 else names[::-1]:
             speed, tokens[name] = tokens_per_s(rows[name], n, clock)
             speeds[name].append(speed)
-        same = same and tokens["wgpt cached"] == tokens["wgpt uncached"]
+        same = same and tokens["wgpt cached"] == tokens["wgpt uncached"] == tokens.get(GRAPHED, tokens["wgpt cached"])
     return {name: statistics.median(v) for name, v in speeds.items()}, same
 
 
 def print_table(results: list[tuple[str, int, dict[str, float], bool]]) -> None:
-    print("| preset | new tokens | wgpt cached tok/s | wgpt uncached tok/s | cached / uncached | same tokens | HF GPT-2 cached tok/s |")
-    print("|---|---:|---:|---:|---:|---|---:|")
+    print(
+        "| preset | new tokens | wgpt cached tok/s | wgpt uncached tok/s | cached / uncached | same tokens "
+        "| HF GPT-2 cached tok/s | wgpt + CUDA graph tok/s |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for name, n, speeds, same in results:
         cached, uncached = speeds["wgpt cached"], speeds["wgpt uncached"]
-        hf = speeds.get("HF GPT-2 cached")
+        hf, graphed = speeds.get("HF GPT-2 cached"), speeds.get(GRAPHED)
         hf_cell = f"{hf:.0f}" if hf is not None else "(not run)"
-        print(f"| {name} | {n} | {cached:.0f} | {uncached:.1f} | {cached / uncached:.1f}x | {'yes' if same else 'NO'} | {hf_cell} |")
+        graph_cell = f"{graphed:.0f}" if graphed is not None else "(not run)"
+        print(
+            f"| {name} | {n} | {cached:.0f} | {uncached:.1f} | {cached / uncached:.1f}x | {'yes' if same else 'NO'} | {hf_cell} | {graph_cell} |"
+        )
 
 
 def main() -> None:
@@ -156,6 +172,7 @@ def main() -> None:
     )
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face GPT-2 (also skipped when transformers is missing)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--cuda-graph", action="store_true", help="add cached decoding with its steps replayed from a CUDA graph")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 64 and 256 new tokens, 3 rounds")
     args = parser.parse_args()
     if args.quick:
@@ -170,13 +187,13 @@ def main() -> None:
     results = []
     for name in args.presets.split(","):
         cfg = replace(preset(name)[0], wavelet=args.wavelet)
-        rows = runners(cfg, hf=not args.no_hf, device=torch.device(args.device))
+        rows = runners(cfg, hf=not args.no_hf, device=torch.device(args.device), cuda_graph=args.cuda_graph)
         for n in (int(t) for t in args.tokens.split(",")):
             results.append((name, n, *measure(rows, n, args.rounds, clock)))
             print(f"  {name} {n}: " + ", ".join(f"{k} {v:.1f} tok/s" for k, v in results[-1][2].items()), flush=True)
     print_table(results)
     if not all(same for *_, same in results):
-        sys.exit("cached and uncached decoding gave different tokens")
+        sys.exit("cached, uncached and graphed decoding gave different tokens")
 
 
 if __name__ == "__main__":

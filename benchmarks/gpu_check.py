@@ -14,6 +14,10 @@
    and ``gpt2`` presets, timed in interleaved rounds so that noise hits every variant alike.
    MFU counts ``wgpt.distributed.flops_per_token`` against the card's dense bf16 peak. Also
    reports whether SDPA's flash kernel accepts the model's attention.
+3. CUDA graphs (``--cuda-graphs``): the same training steps eager and under
+   ``torch.compile(mode="reduce-overhead")``, which captures them as CUDA graphs (``wgpt train
+   --compile --compile-mode reduce-overhead``), interleaved, at the ``--graph-presets``: tokens/s
+   of each and their ratio. Small models are bound by kernel launches, which a replay removes.
 
 On CUDA the wavelet runs the Triton kernels (``wgpt.wavelet.KERNEL``, ``auto``), so parts 1 and 2
 measure them; ``--kernel torch`` measures the torch path instead, for comparison.
@@ -21,6 +25,7 @@ measure them; ``--kernel torch`` measures the torch path instead, for comparison
     python benchmarks/gpu_check.py --json-out gpu_check.json      # one H100: meant to take under 5 minutes
     python benchmarks/gpu_check.py --compile                      # + torch.compile, about 1 min per model
     python benchmarks/gpu_check.py --kernel torch                 # the wavelet's torch path on the GPU
+    python benchmarks/gpu_check.py --presets none --cuda-graphs   # only part 3, paper preset
     python benchmarks/gpu_check.py --device cpu --quick           # the same code, tiny, on a CPU
 
 Exits 1 when the kernel or the parity check fails.
@@ -99,14 +104,19 @@ def sync(device: torch.device) -> None:
 class Trainee:
     """One model with its optimiser; ``step`` is one training step as ``wgpt.training.Runner`` takes it."""
 
-    def __init__(self, cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device, amp: torch.dtype | None, compile: bool) -> None:
+    def __init__(
+        self, cfg: ModelConfig, train_cfg: TrainConfig, device: torch.device, amp: torch.dtype | None, compile: bool, mode: str = "default"
+    ) -> None:
         torch.manual_seed(0)
         self.model = GPT(cfg).to(device)
-        self.forward: Callable = torch.compile(self.model) if compile else self.model
+        self.forward: Callable = torch.compile(self.model, mode=mode) if compile else self.model
+        self.graphed = compile and mode != "default" and device.type == "cuda"  # a new replay per step, as wgpt train
         self.optimizer = make_optimizer(self.model, train_cfg, device)
         self.device, self.amp, self.grad_clip = device, amp, train_cfg.grad_clip
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.graphed:
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext():
             return self.forward(x, y)[1]
 
@@ -231,26 +241,40 @@ def flash_accepts(model: GPT, amp: torch.dtype | None, x: torch.Tensor, y: torch
     return True
 
 
+def median_step_times(runs: dict[str, Trainee], x: torch.Tensor, y: torch.Tensor, rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per training step of each run, after a warm-up, in interleaved rounds (order reversed every other one)."""
+    names = list(runs)
+    for run in runs.values():  # warm-up: allocator, cuBLAS heuristics, compilation, graph capture
+        for _ in range(3):
+            run.step(x, y)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            times[n].append(timed(lambda n=n: runs[n].step(x, y), device))
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
 def throughput(
-    name: str, cfg: ModelConfig, train_cfg: TrainConfig, variants: list[str], device: torch.device, rounds: int, compile: bool
+    name: str,
+    cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    variants: list[str],
+    device: torch.device,
+    rounds: int,
+    compile: bool,
+    mode: str = "default",
 ) -> list[dict[str, Any]]:
     """Median step time, tokens/s and MFU of each variant, timed in interleaved rounds."""
     amp = autocast_dtype(device)
-    runs = {v: Trainee(replace(cfg, wavelet=v), train_cfg, device, amp, compile) for v in variants}
+    runs = {v: Trainee(replace(cfg, wavelet=v), train_cfg, device, amp, compile, mode) for v in variants}
     x, y = batch(corpus(), cfg, train_cfg.batch_size, 0, device)
     flash = flash_accepts(runs[variants[0]].model, amp, x, y)
-    for run in runs.values():  # warm-up: allocator, cuBLAS heuristics, compilation
-        for _ in range(3):
-            run.step(x, y)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for r in range(rounds):
-        for v in variants if r % 2 == 0 else variants[::-1]:
-            times[v].append(timed(lambda v=v: runs[v].step(x, y), device))
+    times = median_step_times(runs, x, y, rounds, device)
     tokens = train_cfg.batch_size * cfg.context
-    base = statistics.median(times[variants[0]])
+    base = times[variants[0]]
     rows = []
     for v in variants:
-        sec = statistics.median(times[v])
+        sec = times[v]
         use = mfu(flops_per_token(cfg) * tokens / sec, device)
         rows.append(
             {
@@ -267,6 +291,39 @@ def throughput(
             }
         )
     return rows
+
+
+def graph_speedup(
+    name: str, cfg: ModelConfig, train_cfg: TrainConfig, variants: list[str], device: torch.device, rounds: int
+) -> list[dict[str, Any]]:
+    """Part 3: tokens/s of each variant's training step eager and replayed from CUDA graphs, timed side by side."""
+    amp = autocast_dtype(device)
+    runs = {}
+    for v in variants:
+        runs[f"{v} eager"] = Trainee(replace(cfg, wavelet=v), train_cfg, device, amp, compile=False)
+        runs[f"{v} graphs"] = Trainee(replace(cfg, wavelet=v), train_cfg, device, amp, compile=True, mode="reduce-overhead")
+    x, y = batch(corpus(), cfg, train_cfg.batch_size, 0, device)
+    times = median_step_times(runs, x, y, rounds, device)
+    tokens = train_cfg.batch_size * cfg.context
+    return [
+        {
+            "preset": name,
+            "variant": v,
+            "eager_tokens_per_s": tokens / times[f"{v} eager"],
+            "graphs_tokens_per_s": tokens / times[f"{v} graphs"],
+            "speedup": times[f"{v} eager"] / times[f"{v} graphs"],
+        }
+        for v in variants
+    ]
+
+
+def graph_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| preset | variant | eager tokens/s | CUDA graphs tokens/s | graphs / eager |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['variant']} | {r['eager_tokens_per_s']:,.0f} | {r['graphs_tokens_per_s']:,.0f} | {r['speedup']:.2f}x |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -311,6 +368,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds [10; 3 with --quick]")
     parser.add_argument("--parity-steps", type=int, default=6)
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (adds its compile time)")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile's mode with --compile (reduce-overhead: CUDA graphs)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="part 3: eager vs CUDA-graph training steps (CUDA only)")
+    parser.add_argument("--graph-presets", default="paper", help="the presets of part 3")
     parser.add_argument("--quick", action="store_true", help="one block, context 64, 256 ids, batch 4: a smoke run for CPUs")
     parser.add_argument(
         "--kernel",
@@ -326,8 +386,8 @@ def main() -> int:
     args = parse_args()
     device, start = torch.device(args.device), time.perf_counter()
     variants, rounds = args.variants.split(","), args.rounds or (3 if args.quick else 10)
-    configs = shapes(args.presets.split(","), args.quick)
-    info = describe(device, args.compile) | {"kernel": args.kernel}
+    configs = shapes([p for p in args.presets.split(",") if p != "none"], args.quick)
+    info = describe(device, args.compile) | {"kernel": args.kernel, "compile_mode": args.compile_mode}
     print(f"{info['device']}, torch {info['torch']}, autocast {info['autocast']}, compile {args.compile}, kernel {args.kernel}", flush=True)
 
     kernels = kernel_check(device, rounds) if device.type == "cuda" and wavelet.HAVE_TRITON else []
@@ -339,15 +399,23 @@ def main() -> int:
     torch.set_float32_matmul_precision("high")  # TF32 matmuls, as wgpt train on CUDA
     rows = []
     for name, (model_cfg, train_cfg) in configs.items():
-        preset_rows = throughput(name, model_cfg, train_cfg, variants, device, rounds, args.compile)
+        preset_rows = throughput(name, model_cfg, train_cfg, variants, device, rounds, args.compile, args.compile_mode)
         rows += preset_rows
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next preset's models start from a clean pool
         print(f"{name}: done after {time.perf_counter() - start:.0f} s", flush=True)
         print(table(preset_rows), flush=True)  # now, in case a later preset runs out of time
+    graphs = []
+    if args.cuda_graphs and device.type == "cuda":
+        for name, (model_cfg, train_cfg) in shapes(args.graph_presets.split(","), args.quick).items():
+            graphs += graph_speedup(name, model_cfg, train_cfg, variants, device, rounds)
+        print(graph_table(graphs), flush=True)
+    elif args.cuda_graphs:
+        print("part 3 (CUDA graphs) skipped: it needs a CUDA device")
     print(f"total {time.perf_counter() - start:.0f} s")
     if args.json_out:
-        result = info | {"kernels": kernels, "parity": checks, "throughput": rows, "rounds": rounds, "seconds": time.perf_counter() - start}
+        result = info | {"kernels": kernels, "parity": checks, "throughput": rows, "cuda_graphs": graphs, "rounds": rounds}
+        result["seconds"] = time.perf_counter() - start
         args.json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0 if all(c["ok"] for c in [*checks.values(), *kernels]) else 1
 

@@ -315,6 +315,11 @@ TRAIN = [
         id="config-compile-text",
     ),
     row(
+        "train --data {root}/nowhere -o {root}/o/t30b --compile --compile-mode fast",
+        "--compile-mode must be one of default, reduce-overhead, max-autotune, got 'fast'",
+        id="compile-mode-unknown",
+    ),
+    row(
         "train --data {root}/nowhere -o {root}/o/t31 --config {bad}/list.json",
         "must hold an object",
         id="config-list",

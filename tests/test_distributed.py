@@ -203,3 +203,24 @@ def test_gpu_check_on_cuda(tmp_path: Path):
     for r in result["throughput"]:
         assert r["flash"], r
         assert not known_peak or 0 < r["mfu"] < 1, r
+
+
+def test_gpu_check_graph_rows_are_the_ratio_of_two_timed_runs(gpu_check, monkeypatch):
+    """Part 3's plumbing on a CPU: the compiled run is asked for reduce-overhead, and each row's ratio is its own two figures'."""
+    modes = []
+    monkeypatch.setattr(gpu_check.torch, "compile", lambda model, mode="default": modes.append(mode) or model)
+    (model_cfg, train_cfg) = gpu_check.shapes(["paper"], quick=True)["paper"]
+    rows = gpu_check.graph_speedup("paper", model_cfg, train_cfg, ["none", "haar"], torch.device("cpu"), rounds=1)
+    assert modes == ["reduce-overhead", "reduce-overhead"]
+    assert [r["variant"] for r in rows] == ["none", "haar"]
+    for r in rows:
+        assert r["speedup"] == pytest.approx(r["graphs_tokens_per_s"] / r["eager_tokens_per_s"])
+    assert "| paper | haar |" in gpu_check.graph_table(rows)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_training_steps_on_cuda(gpu_check):
+    (model_cfg, train_cfg) = gpu_check.shapes(["paper"], quick=False)["paper"]
+    rows = gpu_check.graph_speedup("paper", model_cfg, train_cfg, ["haar"], torch.device("cuda"), rounds=3)
+    assert rows[0]["graphs_tokens_per_s"] > 0 and rows[0]["speedup"] > 1.0, rows

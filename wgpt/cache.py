@@ -10,6 +10,11 @@ A small model's one-token step is bound by the number of tensor operations, not 
 arithmetic (the tiny preset's step is about 1.6 MFLOP), so each layer also keeps the views it
 makes into its buffers at a position (the slot to write, the keys so far, the prefix rows) and
 finds them ready the next time: the slides of a long generation reuse the same positions.
+
+A cache with a ``position`` tensor runs its one-token steps at fixed shapes and addresses
+instead: the step's position is read from that (1,) device tensor, keys and values are written
+with ``index_copy_`` and attention reads the whole buffer under a mask. Nothing in such a step
+depends on a Python number, so one capture of it replays at every position (``wgpt.graphs``).
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ class LayerCache:
     prefix_rows: list[tuple[Tensor, ...] | None] = field(default_factory=list)  # per position: the wavelet's rows
 
 
-def kept_weights(cache: LayerCache | DecodeCache | None, pos0: int, take: Callable[[], Any]) -> Any:
+def kept_weights(cache: LayerCache | DecodeCache | None, pos0: int | Tensor, take: Callable[[], Any]) -> Any:
     """The parameters a pass reads (``take()``): a cache keeps them from its pass at position 0 for the steps after it."""
-    if cache is not None and pos0:
+    if cache is not None and (isinstance(pos0, Tensor) or pos0):
         return cache.weights
     weights = take()
     if cache is not None:
@@ -56,6 +61,9 @@ class DecodeCache:
     layers: list[LayerCache] = field(default_factory=list)
     length: int = 0  # positions held
     weights: Any = None  # the model's own parameters as plain tensors, taken at the pass from position 0
+    # Set: one-token steps after position 0 take their position from this (1,) long tensor on the
+    # model's device, which the caller fills with ``length`` before each step (fixed-shape steps).
+    position: Tensor | None = None
 
     def for_layers(self, n_layer: int) -> list[LayerCache]:
         if len(self.layers) != n_layer:

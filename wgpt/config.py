@@ -17,6 +17,8 @@ from wgpt.errors import WgptError
 WaveletKind = Literal["none", "haar", "learnable"]
 WAVELET_KINDS: tuple[str, ...] = ("none", "haar", "learnable")
 MODALITY_NAMES: tuple[str, ...] = ("text", "midi", "audio")
+# torch.compile's modes; reduce-overhead replays CUDA graphs, which is what a launch-bound small model needs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 MAX_SEED = 2**32 - 1  # batches seed a generator with seed * 1_000_003 + step, which must stay within 64 bits
 
 
@@ -87,6 +89,11 @@ class TrainConfig:
     seed: int = setting(1337, "--seed", "Seed of the weights and the data order.")  # equal seeds give equal batches
     device: str = setting("auto", "--device", "auto, cpu, cuda, cuda:N or mps.")
     compile: bool = setting(False, "--compile/--no-compile", "torch.compile the model (GPU runs).")
+    compile_mode: str = setting(
+        "default",
+        "--compile-mode",
+        "torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs: small models) or max-autotune.",
+    )
 
     def __post_init__(self) -> None:
         _positive(self, "steps", "batch_size", "eval_interval", "eval_batches")
@@ -112,6 +119,8 @@ class TrainConfig:
         if not 0.0 <= self.beta2 < 1.0:
             raise WgptError(f"--beta2 must be in [0, 1), got {self.beta2}")
         check_device_name(self.device)
+        if self.compile_mode not in COMPILE_MODES:
+            raise WgptError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

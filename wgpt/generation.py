@@ -21,6 +21,7 @@ from torch import Tensor
 
 from wgpt.cache import DecodeCache
 from wgpt.errors import WgptError
+from wgpt.graphs import FixedStep
 from wgpt.model import GPT
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ def generate(
     allowed: Callable[[list[int], int], np.ndarray] | None = None,
     stop: Callable[[Tensor], bool] | None = None,
     modality: Modality | None = None,
+    cuda_graph: bool = False,
 ) -> list[list[int]]:
     """Continue ``prompt`` by ``n_tokens`` for ``num_samples`` samples in one batch.
 
@@ -186,7 +188,9 @@ def generate(
     ``next_token_rule`` (e.g. bytes that stay valid UTF-8) where ``allowed`` is not given, so
     ``modality.decode`` of the result is what ``wgpt sample`` writes for the same seed.
     On CPU, one-token steps run on one intra-op thread (``step_threads``); the caller's thread
-    count is restored on return.
+    count is restored on return. ``cuda_graph`` runs the one-token steps at fixed shapes
+    (``wgpt.graphs.FixedStep``), replayed from one CUDA graph on a GPU and eagerly elsewhere;
+    the tokens are those of the other paths.
     """
     check_sampling(temperature, top_k, top_p)
     check_prompt(prompt, model.cfg.context)
@@ -201,6 +205,7 @@ def generate(
     if allowed is None and modality is not None:
         allowed = modality.next_token_rule()
     constraint = None if allowed is None else _Constraint(allowed, device)
+    fixed = FixedStep(model, cache, num_samples, device) if cuda_graph and use_cache else None
     with _decoding_settings() as default_threads:
         for _ in range(n_tokens):
             new_start = window_start(length, start, context)
@@ -209,6 +214,9 @@ def generate(
             elif cache.length == 0 or new_start != start:  # (re-)encode the window
                 cache.reset()
                 logits = _forward(model, seq[:, new_start:length], cache, default_threads)
+            elif fixed is not None:
+                _use_threads(model, device, num_samples, default_threads)
+                logits = fixed(seq.narrow(1, length - 1, 1))
             else:  # the last token of each row, after the cached positions
                 logits = _forward(model, seq.narrow(1, length - 1, 1), cache, default_threads)
             start = new_start

@@ -62,8 +62,12 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: Tensor, w: BlockWeights, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
-        """``x`` (B, n, C) at positions ``pos0 ..``, or (B, C): one position per row; with a cache, after the positions it holds."""
+    def forward(self, x: Tensor, w: BlockWeights, cache: LayerCache | None = None, pos0: int | Tensor = 0) -> Tensor:
+        """``x`` (B, n, C) at positions ``pos0 ..``, or (B, C): one position per row; with a cache, after the positions it holds.
+
+        ``pos0`` as a (1,) tensor is a fixed-shape step (``DecodeCache.position``): the new keys
+        and values go in with ``index_copy_`` and the query reads the whole buffer under a mask.
+        """
         bsz, d = x.shape[0], x.shape[-1]
         n = 1 if x.dim() == 2 else x.shape[1]
         nh, hd = self.n_head, d // self.n_head
@@ -79,6 +83,10 @@ class CausalSelfAttention(nn.Module):
         if cache is None:
             k, v = kv.unbind(1)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        elif isinstance(pos0, Tensor):  # a fixed-shape step: same shapes and addresses at every position
+            cache.kv.index_copy_(3, pos0, kv)
+            visible = (torch.arange(self.context, device=x.device) <= pos0).unsqueeze(0)  # (1, context): keys up to the new one
+            y = F.scaled_dot_product_attention(q, cache.kv.select(1, 0), cache.kv.select(1, 1), attn_mask=visible)
         elif n == 1 and pos0:  # one new query sees every cached key
             slot, k, v = cache.kv_rows[pos0] or self._rows(cache, pos0, 1)
             slot.copy_(kv)
@@ -103,7 +111,9 @@ class CausalSelfAttention(nn.Module):
         """
         buf = cache.kv
         if pos0 == 0 and not reusable(buf, kv.shape[0], kv.dtype, kv.device):
-            buf = cache.kv = kv.new_empty(kv.shape[0], 2, self.n_head, self.context, kv.shape[-1])
+            # Zeros, not empty: a fixed-shape step reads the whole buffer, and a masked key whose
+            # memory held NaN would still turn its weight-zero share of the output into NaN.
+            buf = cache.kv = kv.new_zeros(kv.shape[0], 2, self.n_head, self.context, kv.shape[-1])
             cache.kv_rows = [None] * self.context
         end = pos0 + n
         rows = (buf.narrow(3, pos0, n), buf.select(1, 0).narrow(2, 0, end), buf.select(1, 1).narrow(2, 0, end))
@@ -122,7 +132,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.wavelet = None if cfg.wavelet == "none" else WaveletMix(cfg.d_model, cfg.context, cfg.wavelet == "learnable")
 
-    def forward(self, x: Tensor, cache: LayerCache | None = None, pos0: int = 0) -> Tensor:
+    def forward(self, x: Tensor, cache: LayerCache | None = None, pos0: int | Tensor = 0) -> Tensor:
         """``x`` (B, n, C) at positions ``pos0 ..``, or (B, C): one position per row; with a cache, after the positions it holds.
 
         The one computation for training, whole windows and cached steps. The layers'
@@ -181,7 +191,8 @@ class GPT(nn.Module):
         """``idx`` (B, n) token ids; with a cache they continue the positions it holds.
 
         Cached decoding is inference only (under ``torch.no_grad`` or ``torch.inference_mode``):
-        the layers write into the cache's buffers in place.
+        the layers write into the cache's buffers in place. A cache with a ``position`` tensor
+        takes its one-token steps after position 0 at that device-held position (fixed shapes).
         """
         pos0, n = (0 if cache is None else cache.length), idx.shape[1]
         if pos0 + n > self.cfg.context:
@@ -194,9 +205,10 @@ class GPT(nn.Module):
         # A decoding step's one position per row travels as (B, C): a linear layer on a 2-D input
         # skips the reshapes around its matrix product, 7 us of a tiny model's 180 us step.
         step = cache is not None and n == 1
+        at = cache.position if step and pos0 and cache.position is not None else pos0  # int, or a (1,) tensor
         x = F.embedding(idx.view(-1) if step else idx, w.emb)  # (B, n, C), or (B, C) for a step
         if w.pos is not None:
-            x = x + (w.pos.select(0, pos0) if step else w.pos.narrow(0, pos0, n))
+            x = x + (w.pos.index_select(0, at) if isinstance(at, Tensor) else w.pos.select(0, pos0) if step else w.pos.narrow(0, pos0, n))
         if self.training and self.drop.p:
             x = self.drop(x)
         if cache is None:
@@ -204,7 +216,7 @@ class GPT(nn.Module):
                 x = block.forward(x)
         else:
             for block, layer in zip(w.blocks, cache.layers, strict=True):
-                x = block.forward(x, layer, pos0)
+                x = block.forward(x, layer, at)
             cache.length += n
         logits = F.linear(torch.layer_norm(x, *w.ln_f), w.head)  # (B, n, V), or (B, V) for a step
         if step:

@@ -292,7 +292,9 @@ class Runner:
         self.model, self.optimizer, self.shards = model, optimizer, shards
         self.model_cfg, self.cfg, self.device, self.ctx, self.out, self.state = model_cfg, train_cfg, device, ctx, out, state
         self.ddp = ctx.wrap(model)
-        self.forward = torch.compile(self.ddp) if train_cfg.compile else self.ddp
+        self.forward = torch.compile(self.ddp, mode=train_cfg.compile_mode) if train_cfg.compile else self.ddp
+        # CUDA graphs (reduce-overhead) reuse their output memory: each micro-step starts a new replay.
+        self.graphed = train_cfg.compile and train_cfg.compile_mode != "default" and device.type == "cuda"
         self.amp = autocast_dtype(device)
         if device.type == "cuda":  # TF32 matmuls: ~free precision trade on Ampere and later
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -331,6 +333,8 @@ class Runner:
                 for t in get_batch(self.shards.train, chunk, self.model_cfg.context, self.model_cfg.vocab_size)
             )
             sync = i == len(chunks) - 1
+            if self.graphed:
+                torch.compiler.cudagraph_mark_step_begin()
             with ctx.no_sync(self.ddp, sync), torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext():
                 _, loss = self.forward(x, y)
                 loss = loss * len(chunk) / len(local)

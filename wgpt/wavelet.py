@@ -179,10 +179,12 @@ class WaveletMix(nn.Module):
         self.register_buffer("taps", taps.int().clone(memory_format=torch.contiguous_format), persistent=False)
         self.register_buffer("unit_mix", None if learnable else torch.ones(n_mod, 1), persistent=False)
 
-    def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int = 0) -> Tensor:
+    def forward(self, h: Tensor, cache: LayerCache | None = None, t0: int | Tensor = 0) -> Tensor:
         """Transform ``h`` (B, n, C) at positions ``t0 ..``: a whole window, or with a cache the
         positions after those it holds (inference only: the cache's prefix sums and ``h`` are
-        written in place)."""
+        written in place). ``t0`` as a (1,) tensor is a fixed-shape step (``_fixed_step``)."""
+        if isinstance(t0, Tensor):
+            return self._fixed_step(h, cache, t0)
         if cache is not None:
             return self._row_step(h, cache, t0) if h.dim() == 2 else self._step(h, cache, t0)
         if fused(h):
@@ -250,6 +252,26 @@ class WaveletMix(nn.Module):
         views = (prefix.select(1, t0), prefix.select(1, t0 + 1), cache.prefix_flat, lo_flat, self._weights(t0, 1, prefix.dtype)[0])
         cache.prefix_rows[t0] = views
         return views
+
+    def _fixed_step(self, h: Tensor, cache: LayerCache, t0: Tensor) -> Tensor:
+        """``_row_step`` at a device-held position ``t0`` (1,): row reads and writes by index, no view that depends on it.
+
+        The buffer is the one the pass from position 0 allocated; the learnable mixture reads its
+        S window starts at once, (B, S, H), where ``_averages`` loops over them.
+        """
+        prefix, mod = cache.prefix, h.narrow(1, self.split, self.n_mod)  # (B, T+1, H), (B, H)
+        sums = prefix.index_select(1, t0).squeeze(1) + mod  # (B, H), in the sums' dtype
+        prefix.index_copy_(1, t0 + 1, sums.unsqueeze(1))
+        inv_count = self.counts.index_select(0, t0).to(sums.dtype).reciprocal()  # (1, H), or (1, S)
+        lo_index = self.lo_index.index_select(0, t0)  # (1, H), or (1, S): the rows before each window
+        if self.mix is None:
+            starts = prefix.gather(1, lo_index.unsqueeze(0).expand(h.shape[0], 1, self.n_mod)).squeeze(1)
+            mod.copy_((sums - starts) * inv_count)
+        else:
+            starts = prefix.index_select(1, lo_index[0])  # (B, S, H)
+            scale = inv_count[0].unsqueeze(1) * self.mix.T.to(sums.dtype)  # (S, H)
+            mod.copy_(((sums.unsqueeze(1) - starts) * scale).sum(1))
+        return h
 
     def _buffer(self, h: Tensor, cache: LayerCache, t0: int) -> Tensor:
         """The cache's prefix sums; the pass from position 0 allocates them unless the batch, dtype and device are those they have."""
