@@ -11,6 +11,9 @@ the clocks do, so the time column of runs that shared a machine is only indicati
     python benchmarks/small_data.py data/folk-small --collect --out runs/small-data   # table only
 
 Each bench keeps its runs in OUT/DATA-dropoutP; `--collect` reads those summaries without training.
+The JSON keeps every run's evaluations (step, epoch, train and val loss, clock), so a table can
+be recomputed from it under another definition. `--variants` and `--larger` are passed to the
+benches: docs/results.md's 300-step tables are this script with `--dropouts 0`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -32,25 +36,34 @@ def bench_folder(out: Path, data: Path, dropout: str) -> Path:
 def run_benches(data: list[Path], dropouts: list[str], args: argparse.Namespace) -> None:
     """Every (data, dropout) bench, ``args.jobs`` at a time, each on one thread pinned to a core."""
     queue = [(d, p) for d in data for p in dropouts]
-    running: list[subprocess.Popen] = []
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     free = sorted(cores)
+    running: dict[int, subprocess.Popen] = {}  # core -> the bench pinned to it
     while queue or running:
         while queue and len(running) < args.jobs:
             folder, dropout = queue.pop(0)
-            core = free[len(running) % len(free)]
+            core = next(c for c in free if c not in running) if len(free) > len(running) else free[0]
             command = [
                 *(["taskset", "-c", str(core)] if sys.platform == "linux" else []),
-                *(["wgpt", "bench", "--variants", "baseline,haar,learnable", "-q"]),
+                *(["wgpt", "bench", "--variants", args.variants, "-q", *(["--larger"] if args.larger else [])]),
                 *("--data", str(folder), "--out", str(bench_folder(args.out, folder, dropout))),
                 *("--steps", str(args.steps), "--seeds", args.seeds, "--dropout", dropout),
             ]
             print(" ".join(command), flush=True)
-            running.append(subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}))
-        running[0].wait()
-        if running[0].returncode:
-            raise SystemExit(f"a bench failed (exit {running[0].returncode}): {' '.join(running[0].args)}")
-        running.pop(0)
+            running[core] = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        done = _wait_any(running)
+        bench = running.pop(done)
+        if bench.returncode:
+            raise SystemExit(f"a bench failed (exit {bench.returncode}): {' '.join(bench.args)}")
+
+
+def _wait_any(running: dict[int, subprocess.Popen]) -> int:
+    """The core of the first bench to finish (so its core goes to the next one, not a busy one)."""
+    while True:
+        for core, bench in running.items():
+            if bench.poll() is not None:
+                return core
+        time.sleep(1.0)
 
 
 def collect(data: list[Path], dropouts: list[str], out: Path) -> list[dict]:
@@ -59,6 +72,9 @@ def collect(data: list[Path], dropouts: list[str], out: Path) -> list[dict]:
         meta = json.loads((folder / "meta.json").read_text())
         for dropout in dropouts:
             summary = json.loads((bench_folder(out, folder, dropout) / "summary.json").read_text())
+            for variant in summary["variants"].values():
+                for run in variant["per_run"]:
+                    run["curve"] = _curve(Path(run["path"]) / "metrics.jsonl")
             sets.append({
                 "data": folder.name,
                 "modality": meta["modality"]["name"],
@@ -68,6 +84,14 @@ def collect(data: list[Path], dropouts: list[str], out: Path) -> list[dict]:
                 "summary": summary,
             })  # fmt: skip
     return sets
+
+
+def _curve(metrics: Path) -> dict[str, list]:
+    """The run's evaluations, column by column: enough to recompute any speed-up from the JSON alone."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("val_loss") is not None]
+    keys = ("step", "epoch", "train_loss", "val_loss", "elapsed_s", "tokens_per_s")
+    return {k: [r.get(k) for r in rows] for k in keys}
 
 
 def _mean_sd(values: list[float], digits: int) -> str:
@@ -111,6 +135,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--dropouts", default="0,0.1")
+    parser.add_argument("--variants", default="baseline,haar,learnable")
+    parser.add_argument("--larger", action="store_true", help="Add bench's larger baseline (twice the blocks, 1.5x the width).")
     parser.add_argument("--jobs", type=int, default=1, help="Benches at once, each pinned to its own core.")
     parser.add_argument("--collect", action="store_true", help="Only read the benches already in --out.")
     parser.add_argument("--json", type=Path, help="Write every summary here, with the command and the machine.")
