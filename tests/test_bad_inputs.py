@@ -320,6 +320,11 @@ TRAIN = [
         id="compile-mode-unknown",
     ),
     row(
+        "train --data {root}/nowhere -o {root}/o/t30c --compile-mode reduce-overhead",
+        "--compile-mode reduce-overhead only applies to a compiled model: add --compile",
+        id="compile-mode-without-compile",
+    ),
+    row(
         "train --data {root}/nowhere -o {root}/o/t31 --config {bad}/list.json",
         "must hold an object",
         id="config-list",

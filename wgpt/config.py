@@ -121,6 +121,8 @@ class TrainConfig:
         check_device_name(self.device)
         if self.compile_mode not in COMPILE_MODES:
             raise WgptError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+        if self.compile_mode != "default" and not self.compile:
+            raise WgptError(f"--compile-mode {self.compile_mode} only applies to a compiled model: add --compile")
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
