@@ -18,7 +18,7 @@ from wgpt.preparation import prepare
 from wgpt.report import ReportOptions, SampleOptions, build_report
 from wgpt.report.media import SPECTROGRAM_COLUMNS, spectrogram, spectrogram_png, wav_bytes
 from wgpt.report.page import card, config_table, curves_section, page
-from wgpt.report.samples import View, checkpoints_to_sample, read_notes, validation_slices
+from wgpt.report.samples import View, checkpoints_to_sample, read_notes, sample_run, validation_slices
 from wgpt.report.sources import Bench, Run
 from wgpt.report.svg import BOTTOM, HEIGHT, LEFT, RIGHT, ROLL_LEFT, ROLL_ROW, TOP, WIDTH, Chart, Series, line_chart, piano_roll, waveform
 from wgpt.training import train
@@ -197,6 +197,14 @@ def test_a_run_page_is_self_contained_with_curves_tables_and_samples(text_run: P
     assert len(points(html)) == 4  # train and validation, against steps and against time
     assert html.count("<pre class=text>") == 2 * (1 + 4)  # two rows of: validation, steps 4, 8, 12, best.pt
     assert "bits per byte" in html and "files used" in html and "model.n_layer" in html
+
+
+def test_seconds_on_a_text_run_says_it_took_tokens(text_run: Path, tmp_path: Path):
+    said, plain = [], []
+    assert sample_run(text_run, SampleOptions(count=1, tokens=12, seconds=2.0), say=said.append).tokens == 12
+    sample_run(text_run, SampleOptions(count=1, tokens=12), say=plain.append)
+    assert len(said) == 1 and said[0].endswith("1 x 12 tokens (--seconds is for audio runs)"), said
+    assert plain == [said[0].removesuffix(" (--seconds is for audio runs)")]
 
 
 def test_report_command_writes_the_page_and_names_bad_folders(text_run: Path, tmp_path: Path):

@@ -158,7 +158,10 @@ def sample_run(run: Path, opts: SampleOptions, say: Callable[[str], None] = lamb
         ckpt = first if path == chosen[0][1] else load_checkpoint(path)
         model = model_from_checkpoint(ckpt).to(device)
         step = ckpt.get("step")
-        say(f"sampling {path}{'' if step is None else f' (step {step})'}: {opts.count} x {n:,} tokens")
+        untimed = opts.seconds is not None and modality.tokens_per_second is None  # --seconds is audio's; say what this run got
+        say(
+            f"sampling {path}{'' if step is None else f' (step {step})'}: {opts.count} x {n:,} tokens{' (--seconds is for audio runs)' if untimed else ''}"
+        )
         ids = generate(
             model,
             modality.start_ids(),
