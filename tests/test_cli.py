@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 import wgpt
+import wgpt.checkpoint
+import wgpt.training
 from wgpt.cli import app
 
 runner = CliRunner()
@@ -247,9 +249,14 @@ def test_resume_refuses_what_would_make_another_run_and_names_other_data(workdir
     assert moved.exit_code == 0 and "resuming on copy, not the data" in moved.output
 
 
-def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path):
+def test_resume_with_more_steps_continues_from_the_saved_step(workdir: Path, monkeypatch):
     run("train", "--steps", "3", *SMALL)
+    loads = []
+    real = wgpt.checkpoint.load_checkpoint
+    for module in (wgpt.checkpoint, wgpt.training):  # runs.py imports it at call time, training.py at import
+        monkeypatch.setattr(module, "load_checkpoint", lambda path, *a, **k: loads.append(Path(path).name) or real(path, *a, **k))
     run("train", "--steps", "6", "--resume", "-q")
+    assert loads == ["last.pt"]  # read once, for the configs and for the state
     steps = [json.loads(line)["step"] for line in (workdir / "runs/text-baseline/metrics.jsonl").read_text().splitlines()]
     assert steps == [3, 6]
 

@@ -387,6 +387,7 @@ def train(
         init_from=init_from,
         loggers=logger or [],
         log_audio=log_audio,
+        resumed=plan.take_checkpoint(),
     )
     if not is_main_process():  # under torchrun, rank 0 alone reports
         raise typer.Exit(130 if result.interrupted else 0)

@@ -57,6 +57,12 @@ class RunPlan:
     resume: bool
     data_weights: list[float] | None = None
     notices: list[str] = field(default_factory=list)  # one line each, for the user
+    checkpoint: dict[str, Any] | None = None  # a resumed run's last.pt, loaded once for its configs and its state
+
+    def take_checkpoint(self) -> dict[str, Any] | None:
+        """The loaded last.pt, handed over once: the plan keeps no copy of the weights through training."""
+        ckpt, self.checkpoint = self.checkpoint, None
+        return ckpt
 
 
 def default_data(modality: str) -> Path:
@@ -139,7 +145,7 @@ def _resumed(
         weights = weights if weights is not None else recorded_weights
     elif [p.resolve() for p in data] != [p.resolve() for p in saved] and _same_tokenizer(data, ckpt["modality"]):
         notices.append(f"resuming on {', '.join(map(str, data))}, not the data {out} was trained on ({', '.join(map(str, saved))})")
-    return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights, notices=notices)
+    return RunPlan(data, out, saved_model, train_cfg, resume=True, data_weights=weights, notices=notices, checkpoint=ckpt)
 
 
 def _folders(value: str | list[str]) -> list[Path]:

@@ -114,9 +114,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData) -> dict[str, Any]:
-    """The saved state of ``out/last.pt``, checked against this run's model and data."""
-    ckpt = load_checkpoint(out / "last.pt")
+def resume_state(out: Path, model_cfg: ModelConfig, data: TrainingData, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The saved state of ``out/last.pt`` (``ckpt`` if it is already loaded), checked against this run's model and data."""
+    ckpt = load_checkpoint(out / "last.pt") if ckpt is None else ckpt
     if ckpt["modality"] != data.modality_spec:  # first: other data changes the vocabulary, hence the model config
         raise WgptError(f"{out}/last.pt was trained on other data (different modality or tokenizer); pass the same --data")
     if ckpt["model_config"] != to_dict(model_cfg):
@@ -189,6 +189,7 @@ def train(
     init_from: Path | None = None,
     loggers: list[str] | None = None,
     log_audio: float = 0.0,
+    resumed: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a GPT on prepared shards at ``data`` (one folder, or several trained on as one, weighed
     by ``data_weights``); writes ``out/{last,best}.pt`` and ``out/metrics.jsonl``. ``verify``:
@@ -196,7 +197,8 @@ def train(
     ``init_from``: start from a checkpoint's weights (fine-tuning), with its model shape and
     ``model_cfg``'s dropout, a fresh optimiser and schedule. ``loggers``: ``wgpt.loggers`` names
     that also get the metrics rows (rank 0), and ``log_audio`` seconds of a generated sample at
-    each evaluation of a MIDI or audio run where a logger plays sound (0: none)."""
+    each evaluation of a MIDI or audio run where a logger plays sound (0: none). ``resumed``: with
+    ``resume``, ``out/last.pt`` as the caller already loaded it (``RunPlan.checkpoint``): read once."""
     out = Path(out)
     check_loggers(loggers or [])
     if not 0 <= log_audio <= MAX_LOG_AUDIO_S:
@@ -234,7 +236,8 @@ def train(
         "interval": [0.0, 0],
     }
     if resume:
-        state = restore(resume_state(out, model_cfg, shards), model, optimizer, state, out / "last.pt")
+        state = restore(resume_state(out, model_cfg, shards, resumed), model, optimizer, state, out / "last.pt")
+        resumed = None  # the weights and optimiser state are in the model now: let the loaded copy go
         if state["step"] >= train_cfg.steps:
             raise WgptError(f"{out}/last.pt is already at step {state['step']}: pass a larger --steps to continue")
     with contextlib.ExitStack() as held:
