@@ -74,6 +74,14 @@ def _feed(digest: Any, obj: Any, key: str) -> None:
         digest.update(f"{key}={obj!r}\n".encode())
 
 
+def _is_zip(path: Path) -> bool:
+    """``zipfile.is_zipfile``, which itself raises ``BadZipFile`` on some damaged end records (a flipped byte there)."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return False
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint (or a folder ``wgpt export`` wrote) safely; refuse anything else."""
     path = Path(path)
@@ -87,7 +95,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise WgptError(f"checkpoint {path} is a folder: pass the .pt file in it (e.g. {path}/best.pt)")
     if not path.is_file():
         raise WgptError(f"checkpoint {path} does not exist: pass the .pt file a `wgpt train` run wrote (e.g. runs/NAME/best.pt)")
-    if not zipfile.is_zipfile(path):  # wgpt writes torch's zip format; anything else is never unpickled
+    if not _is_zip(path):  # wgpt writes torch's zip format; anything else is never unpickled
         raise WgptError(
             f"{path} is not a wgpt checkpoint (not a PyTorch zip archive: truncated, or another kind of file); "
             "pass a .pt file a `wgpt train` run wrote"
