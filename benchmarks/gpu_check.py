@@ -53,7 +53,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from wgpt import wavelet
 from wgpt.batches import get_batch, train_offsets
-from wgpt.config import ModelConfig, TrainConfig, preset
+from wgpt.config import COMPILE_MODES, ModelConfig, TrainConfig, preset
 from wgpt.devices import autocast_dtype
 from wgpt.distributed import flops_per_token, mfu
 from wgpt.model import GPT
@@ -368,7 +368,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds [10; 3 with --quick]")
     parser.add_argument("--parity-steps", type=int, default=6)
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (adds its compile time)")
-    parser.add_argument("--compile-mode", default="default", help="torch.compile's mode with --compile (reduce-overhead: CUDA graphs)")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=COMPILE_MODES,
+        help="torch.compile's mode with --compile (reduce-overhead: CUDA graphs)",
+    )
     parser.add_argument("--cuda-graphs", action="store_true", help="part 3: eager vs CUDA-graph training steps (CUDA only)")
     parser.add_argument("--graph-presets", default="paper", help="the presets of part 3")
     parser.add_argument("--quick", action="store_true", help="one block, context 64, 256 ids, batch 4: a smoke run for CPUs")

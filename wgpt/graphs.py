@@ -30,9 +30,9 @@ class FixedStep:
     come at any time (``cache.reset()`` then ``model(window, cache=cache)``), the steps go on.
     """
 
-    def __init__(self, model: GPT, cache: DecodeCache, batch: int, device: torch.device, capture: bool | None = None) -> None:
+    def __init__(self, model: GPT, cache: DecodeCache, batch: int, device: torch.device) -> None:
         self.model, self.cache = model, cache
-        self.capture = device.type == "cuda" if capture is None else capture
+        self.capture = device.type == "cuda"  # elsewhere the same step runs eagerly
         self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
         cache.position = torch.zeros(1, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None

@@ -208,7 +208,10 @@ class GPT(nn.Module):
         at = cache.position if step and pos0 and cache.position is not None else pos0  # int, or a (1,) tensor
         x = F.embedding(idx.view(-1) if step else idx, w.emb)  # (B, n, C), or (B, C) for a step
         if w.pos is not None:
-            x = x + (w.pos.index_select(0, at) if isinstance(at, Tensor) else w.pos.select(0, pos0) if step else w.pos.narrow(0, pos0, n))
+            if isinstance(at, Tensor):  # a fixed-shape step: (1, C), broadcast over the rows
+                x = x + w.pos.index_select(0, at)
+            else:
+                x = x + (w.pos.select(0, pos0) if step else w.pos.narrow(0, pos0, n))
         if self.training and self.drop.p:
             x = self.drop(x)
         if cache is None:

@@ -153,15 +153,14 @@ def sample_run(run: Path, opts: SampleOptions, say: Callable[[str], None] = lamb
     except WgptError as err:  # the run's data moved or was deleted: samples alone are still worth seeing
         note = f"no validation slices: {err}"
     val_stats = modality.statistics(reference) if reference else {}
+    untimed = opts.seconds is not None and modality.tokens_per_second is None  # --seconds is audio's; say what this run got
+    ignored = " (--seconds is for audio runs)" if untimed else ""
     sets = []
     for label, path in chosen:
         ckpt = first if path == chosen[0][1] else load_checkpoint(path)
         model = model_from_checkpoint(ckpt).to(device)
         step = ckpt.get("step")
-        untimed = opts.seconds is not None and modality.tokens_per_second is None  # --seconds is audio's; say what this run got
-        say(
-            f"sampling {path}{'' if step is None else f' (step {step})'}: {opts.count} x {n:,} tokens{' (--seconds is for audio runs)' if untimed else ''}"
-        )
+        say(f"sampling {path}{'' if step is None else f' (step {step})'}: {opts.count} x {n:,} tokens{ignored}")
         ids = generate(
             model,
             modality.start_ids(),
