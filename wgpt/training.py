@@ -142,10 +142,12 @@ def check_training_fits(model_cfg: ModelConfig, train_cfg: TrainConfig, world_si
 def restore(ckpt: dict[str, Any], model: GPT, optimizer: torch.optim.Optimizer, defaults: dict[str, Any], path: Path) -> dict[str, Any]:
     """Load a resumed run's weights, optimiser and RNG states; its loop state, checked field by field
     (checkpoints before --early-stop lack its counters: they take ``defaults``)."""
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
+        _check_optimizer(optimizer, fresh)
     except Exception as err:  # a crafted state fails in many ways inside torch; each is damage
         detail = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())[:160]
         raise WgptError(f"{path} is damaged ({detail}): resume from another checkpoint, or start a new run with --out") from None
@@ -158,6 +160,21 @@ def restore(ckpt: dict[str, Any], model: GPT, optimizer: torch.optim.Optimizer, 
             f"{path} is damaged (its step counters are not numbers): resume from another checkpoint, or start a new run with --out"
         )
     return state
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer, fresh: list[dict[str, Any]]) -> None:
+    """Raise if a loaded optimiser state would fail at its first step: torch's ``load_state_dict``
+    takes any value (betas = None, a moment that is not a tensor) and fails only when it steps.
+    Hyperparameters must have the types this run's own optimiser gives them; per-parameter state
+    must be tensors, scalars or of the parameter's shape."""
+    for group, own in zip(optimizer.param_groups, fresh, strict=True):
+        wrong = [k for k, v in own.items() if type(group.get(k)) is not type(v)]
+        if wrong:
+            raise ValueError(f"optimiser setting {wrong[0]} is {group.get(wrong[0])!r}")
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor) or (value.dim() and value.shape != param.shape):
+                    raise ValueError(f"optimiser state {key} is not a tensor of its parameter's shape")
 
 
 def _is_number(value: Any) -> bool:
